@@ -1,1 +1,8 @@
-fn main() {}
+//! The `mboxfs` command: see `mboxfs --help`.
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    mboxfs::run(mboxfs::cli::Cli::parse())
+}

@@ -66,3 +66,62 @@ pub fn chown_tree(path: &Path, user: &str) {
 pub fn c_path(p: &Path) -> CString {
     CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
 }
+
+/// A legacy host made by `mkcorpus.py` (seeded, so the same every time).
+pub struct Host {
+    pub dir: tempfile::TempDir,
+}
+
+impl Host {
+    pub fn make(args: &[&str]) -> Host {
+        let dir = tempfile::Builder::new()
+            .prefix("mboxfs-host")
+            .tempdir()
+            .unwrap();
+        let status = std::process::Command::new("python3")
+            .arg(shared().join("tools/mkcorpus.py"))
+            .arg(dir.path())
+            .args(args)
+            .status()
+            .expect("python3");
+        assert!(status.success(), "mkcorpus.py failed");
+        Host { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The source options that point mboxfs at this host.
+    pub fn source_args(&self) -> Vec<String> {
+        let d = self.path().display();
+        vec![
+            format!("--inbox={d}/var/spool/mail/%u"),
+            format!("--home={d}/home/%u"),
+            format!("--userlist={d}/userlist"),
+            format!("--folderlist={d}/folderlist"),
+            "--timezone=UTC".into(),
+        ]
+    }
+
+    pub fn manifest(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path().join("manifest.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn users(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path().join("userlist"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Runs the built `mboxfs` binary.
+pub fn mboxfs() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mboxfs"))
+}
