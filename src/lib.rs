@@ -12,10 +12,14 @@
 
 pub mod cli;
 pub mod fromline;
+pub mod fs;
+mod fuse;
 pub mod index;
+pub mod lock;
 pub mod mbox;
 mod mmap;
 pub mod model;
+pub mod mount;
 pub mod names;
 mod parallel;
 pub mod plan;
@@ -47,9 +51,8 @@ pub fn run(cli: Cli) -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Plan(a) => plan_command(a),
-        Command::Mount(_) | Command::Materialize(_) | Command::Verify(_) => {
-            Err("not yet".to_string())
-        }
+        Command::Mount(a) => mount_command(a),
+        Command::Materialize(_) | Command::Verify(_) => Err("not yet".to_string()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -96,4 +99,35 @@ fn plan_command(a: cli::PlanArgs) -> Result<u8, String> {
     } else {
         EXIT_OK
     })
+}
+
+fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
+    let (tree, config) = load_tree(&a.source, ReadMode::Pread)?;
+    for p in tree
+        .all_problems()
+        .filter(|p| p.severity >= source::Severity::Warning)
+    {
+        log::warn!("{p}");
+    }
+    let lock = match a.lock {
+        cli::LockArg::None => lock::LockMode::None,
+        cli::LockArg::Fcntl => lock::LockMode::Fcntl,
+        cli::LockArg::Dotlock => lock::LockMode::Dotlock,
+    };
+    let state_dir = a.state_dir.unwrap_or_else(mount::default_state_dir);
+    mount::run(
+        tree,
+        mount::MountConfig {
+            mountpoint: a.mountpoint,
+            threads: a.threads,
+            fs: fs::FsOptions {
+                index: config.index,
+                state_dir,
+                recheck: std::time::Duration::from_millis(a.recheck_ms),
+                trust_owners: config.tree.trust_owners,
+                lock,
+            },
+        },
+    )?;
+    Ok(EXIT_OK)
 }

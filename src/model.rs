@@ -42,6 +42,10 @@ pub struct Tree {
 #[derive(Clone, Debug)]
 pub struct UserTree {
     pub name: String,
+    /// The home, under which every folder's source must stay.
+    pub home: PathBuf,
+    /// The uid that must own the sources (from passwd), unless owners are trusted.
+    pub source_uid: Option<u32>,
     pub owner: Owner,
     /// Where the owner came from (`passwd`, `--owner`, `inbox owner`...).
     pub owner_from: &'static str,
@@ -197,6 +201,8 @@ impl UserTree {
         let subscriptions = subscriptions(u, &folders, opts, &mut problems);
         UserTree {
             name: u.name.clone(),
+            home: u.home.clone(),
+            source_uid: uid,
             owner,
             owner_from,
             folders,

@@ -84,6 +84,25 @@ pub fn syncfs(path: &Path) -> io::Result<()> {
     }
 }
 
+/// `statvfs`: (blocks, free blocks, available blocks, files, free files, block size).
+pub fn statvfs(path: &Path) -> io::Result<(u64, u64, u64, u64, u64, u32)> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    // SAFETY: `statvfs` is plain data the call fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a live local.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((
+        st.f_blocks,
+        st.f_bfree,
+        st.f_bavail,
+        st.f_files,
+        st.f_ffree,
+        st.f_bsize as u32,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

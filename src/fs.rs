@@ -1,0 +1,1302 @@
+//! The mounted view: the [`model`](crate::model) trees as a file system, without any FUSE types
+//! (the adapter in `fuse.rs` is thin, so this can be tested without FUSE in the loop).
+//!
+//! Layout, per user: `<user>/` is INBOX's folder directory, `<user>/.Name/` the others. A folder
+//! directory holds `cur/ new/ tmp/` (read-only: 0500), the generated control files, and any file
+//! Dovecot itself creates there (indexes, lock files, uidlist rewrites), which live in the state
+//! directory (the "overlay"). Writes anywhere else are refused with EACCES, which is how Dovecot
+//! recognises a read-only maildir (`[READ-ONLY]`, no errors logged).
+//!
+//! Inodes: 1 is the root; each folder has a block of 8 inodes (its directory, `cur`, `new`,
+//! `tmp`, and control files); a message is `slot << 32 | uid`, where a slot is one generation of
+//! one folder (a new slot when the mbox was recreated or a UID came to mean another message, so
+//! the kernel never serves cached bytes of one message under another's name); overlay files
+//! count down from `1 << 63`.
+//!
+//! Each mbox is indexed on first use and looked at again (a `stat`) when its snapshot is older
+//! than the recheck interval. Message bytes are read with `pread` from the snapshot's open file,
+//! and the file's identity is checked after every read: bytes read while the mbox changed are
+//! never returned.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::index::{FolderIndex, Msg};
+use crate::mbox::{self, FileId, IndexOptions, ReadMode};
+use crate::model::{self, Folder, Subdir, Tree};
+use crate::source::{self, Owner};
+
+pub type Ino = u64;
+pub const ROOT: Ino = 1;
+const BLOCK: u64 = 8;
+const FIRST_BLOCK: u64 = 2;
+const OVERLAY_BASE: u64 = 1 << 63;
+
+/// An errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const EACCES: Errno = Errno(libc::EACCES);
+    pub const EIO: Errno = Errno(libc::EIO);
+    pub const ENOTDIR: Errno = Errno(libc::ENOTDIR);
+    pub const EISDIR: Errno = Errno(libc::EISDIR);
+    pub const EBADF: Errno = Errno(libc::EBADF);
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const EPERM: Errno = Errno(libc::EPERM);
+    pub const EXDEV: Errno = Errno(libc::EXDEV);
+    pub const EEXIST: Errno = Errno(libc::EEXIST);
+}
+
+impl From<io::Error> for Errno {
+    fn from(e: io::Error) -> Errno {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Errno>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// What `stat` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    /// How long the kernel may keep this attribute.
+    pub ttl: Duration,
+}
+
+/// How an open file is to be cached by the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caching {
+    /// Contents never change for this inode: keep the page cache across opens.
+    Keep,
+    /// Generated on open: bypass the page cache.
+    Direct,
+    /// A real file written through the mount: the usual page cache.
+    Normal,
+}
+
+/// How long unchanging message attributes may be cached.
+const LONG_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long things that may change are cached.
+const SHORT_TTL: Duration = Duration::from_secs(1);
+
+/// Settings of a mount.
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    pub index: IndexOptions,
+    pub state_dir: PathBuf,
+    /// How long a folder's snapshot is trusted before its mbox is looked at again.
+    pub recheck: Duration,
+    pub trust_owners: bool,
+    pub lock: crate::lock::LockMode,
+}
+
+/// One generation of one folder, as indexed.
+pub struct Snapshot {
+    pub index: FolderIndex,
+    /// The source, open, for reading message bytes.
+    file: Option<File>,
+    id: Option<FileId>,
+    slot: u32,
+    /// The mtime shown for the folder's directories.
+    mtime: SystemTime,
+    /// Messages in `cur/` and `new/` (positions in `index.messages`).
+    cur: Vec<u32>,
+    new: Vec<u32>,
+}
+
+impl Snapshot {
+    fn listing(&self, sub: Subdir) -> &[u32] {
+        match sub {
+            Subdir::Cur => &self.cur,
+            Subdir::New => &self.new,
+            Subdir::Tmp => &[],
+        }
+    }
+}
+
+struct FolderState {
+    user: usize,
+    folder: usize,
+    current: RwLock<Option<Arc<Snapshot>>>,
+    checked: Mutex<Option<Instant>>,
+    /// Held while the folder is (re)indexed, so it happens once.
+    indexing: Mutex<()>,
+}
+
+/// An open file or directory.
+enum Handle {
+    Message {
+        snap: Arc<Snapshot>,
+        at: u32,
+        g: usize,
+    },
+    Bytes(Arc<Vec<u8>>),
+    Overlay(File),
+    Dir(Option<Arc<Snapshot>>),
+}
+
+/// A node, decoded from its inode number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    Root,
+    FolderDir(usize),
+    Sub(usize, Subdir),
+    Control(usize, Control),
+    Message(usize, u32, u32),
+    Overlay(usize, OsString),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Control {
+    Uidlist,
+    Keywords,
+    Maildirfolder,
+    Subscriptions,
+}
+
+impl Control {
+    const ALL: [Control; 4] = [
+        Control::Uidlist,
+        Control::Keywords,
+        Control::Maildirfolder,
+        Control::Subscriptions,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Control::Uidlist => model::UIDLIST,
+            Control::Keywords => model::KEYWORDS,
+            Control::Maildirfolder => model::MAILDIRFOLDER,
+            Control::Subscriptions => model::SUBSCRIPTIONS,
+        }
+    }
+
+    fn offset(self) -> u64 {
+        match self {
+            Control::Uidlist => 4,
+            Control::Keywords => 5,
+            Control::Maildirfolder => 6,
+            Control::Subscriptions => 7,
+        }
+    }
+}
+
+fn sub_offset(s: Subdir) -> u64 {
+    match s {
+        Subdir::Cur => 1,
+        Subdir::New => 2,
+        Subdir::Tmp => 3,
+    }
+}
+
+/// One directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub name: OsString,
+}
+
+/// The file system.
+pub struct MailFs {
+    tree: Tree,
+    opts: FsOptions,
+    /// Folder `g` (all users' folders, in order).
+    folders: Vec<FolderState>,
+    /// `(user, folder) -> g`.
+    first_of_user: Vec<usize>,
+    /// Slot `s` belongs to folder `slots[s - 1]`.
+    slots: Mutex<Vec<usize>>,
+    overlay_inos: Mutex<OverlayInodes>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_handle: AtomicU64,
+    started: SystemTime,
+}
+
+fn to_time(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+fn id_mtime(id: &FileId) -> SystemTime {
+    let secs = (id.mtime_ns.div_euclid(1_000_000_000)) as i64;
+    let nanos = id.mtime_ns.rem_euclid(1_000_000_000) as u32;
+    to_time(secs) + Duration::from_nanos(u64::from(nanos))
+}
+
+impl MailFs {
+    pub fn new(tree: Tree, opts: FsOptions) -> io::Result<MailFs> {
+        let mut folders = Vec::new();
+        let mut first_of_user = Vec::new();
+        for (u, user) in tree.users.iter().enumerate() {
+            first_of_user.push(folders.len());
+            for f in 0..user.folders.len() {
+                folders.push(FolderState {
+                    user: u,
+                    folder: f,
+                    current: RwLock::new(None),
+                    checked: Mutex::new(None),
+                    indexing: Mutex::new(()),
+                });
+            }
+        }
+        for user in &tree.users {
+            for f in &user.folders {
+                let dir = state_path(&opts.state_dir, &user.name, f);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Ok(MailFs {
+            tree,
+            opts,
+            folders,
+            first_of_user,
+            slots: Mutex::new(Vec::new()),
+            overlay_inos: Mutex::new(OverlayInodes::default()),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            started: SystemTime::now() - Duration::from_secs(1),
+        })
+    }
+
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    fn folder(&self, g: usize) -> &Folder {
+        let s = &self.folders[g];
+        &self.tree.users[s.user].folders[s.folder]
+    }
+
+    fn owner(&self, g: usize) -> Owner {
+        self.tree.users[self.folders[g].user].owner
+    }
+
+    fn block(g: usize) -> Ino {
+        FIRST_BLOCK + g as u64 * BLOCK
+    }
+
+    fn decode(&self, ino: Ino) -> Option<Node> {
+        if ino == ROOT {
+            return Some(Node::Root);
+        }
+        if ino >= OVERLAY_BASE {
+            let map = self.overlay_inos.lock().unwrap_or_else(|e| e.into_inner());
+            return map.name(ino).map(|(g, n)| Node::Overlay(g, n));
+        }
+        if ino >= 1 << 32 {
+            let slot = (ino >> 32) as u32;
+            let uid = ino as u32;
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let g = *slots.get(slot as usize - 1)?;
+            return Some(Node::Message(g, slot, uid));
+        }
+        let rel = ino.checked_sub(FIRST_BLOCK)?;
+        let g = (rel / BLOCK) as usize;
+        if g >= self.folders.len() {
+            return None;
+        }
+        Some(match rel % BLOCK {
+            0 => Node::FolderDir(g),
+            1 => Node::Sub(g, Subdir::Cur),
+            2 => Node::Sub(g, Subdir::New),
+            3 => Node::Sub(g, Subdir::Tmp),
+            k => Node::Control(g, *Control::ALL.iter().find(|c| c.offset() == k)?),
+        })
+    }
+
+    fn overlay_ino(&self, g: usize, name: &OsStr) -> Ino {
+        self.overlay_inos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ino(g, name)
+    }
+
+    fn overlay_dir(&self, g: usize) -> PathBuf {
+        let s = &self.folders[g];
+        let user = &self.tree.users[s.user];
+        state_path(&self.opts.state_dir, &user.name, &user.folders[s.folder])
+    }
+
+    /// The folder's current snapshot, (re)indexing when it is due.
+    pub fn snapshot(&self, g: usize) -> Result<Arc<Snapshot>> {
+        let state = &self.folders[g];
+        let fresh =
+            |checked: &Option<Instant>| checked.is_some_and(|t| t.elapsed() < self.opts.recheck);
+        if fresh(&state.checked.lock().unwrap_or_else(|e| e.into_inner())) {
+            if let Some(s) = state
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return Ok(s);
+            }
+        }
+        let _busy = state.indexing.lock().unwrap_or_else(|e| e.into_inner());
+        if fresh(&state.checked.lock().unwrap_or_else(|e| e.into_inner())) {
+            if let Some(s) = state
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return Ok(s);
+            }
+        }
+        let old = state
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let snap = match self.refresh(g, old.as_deref()) {
+            Some(new) => {
+                let new = Arc::new(new);
+                *state.current.write().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
+                new
+            }
+            None => old.expect("refresh gives a snapshot when there is none"),
+        };
+        *state.checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Ok(snap)
+    }
+
+    /// Forgets when the folder was last checked, so the next access looks at its mbox again.
+    fn mark_stale(&self, g: usize) {
+        *self.folders[g]
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// A new snapshot if the mbox changed since `old` (or there is none yet).
+    fn refresh(&self, g: usize, old: Option<&Snapshot>) -> Option<Snapshot> {
+        let folder = self.folder(g);
+        let user = &self.tree.users[self.folders[g].user];
+        let Some(path) = folder.source.as_ref() else {
+            return match old {
+                Some(_) => None,
+                None => Some(self.empty_snapshot(g, old)),
+            };
+        };
+        // The source is checked again each time: it may have become a symlink since.
+        let root = if folder.is_inbox() {
+            path.parent().unwrap_or(Path::new("/")).to_path_buf()
+        } else {
+            user.home.clone()
+        };
+        let uid = user.source_uid;
+        match source::check_source(path, &root, uid, self.opts.trust_owners) {
+            Ok(Some(meta)) => {
+                let id = FileId::of(&meta);
+                if let Some(o) = old {
+                    if o.id == Some(id) {
+                        return None;
+                    }
+                }
+            }
+            Ok(None) => {
+                log::warn!(
+                    "{}: gone; {}/{} shows no messages",
+                    path.display(),
+                    user.name,
+                    folder.display
+                );
+                return Some(self.empty_snapshot(g, old));
+            }
+            Err(why) => {
+                log::error!(
+                    "{}: {why}; {}/{} shows no messages",
+                    path.display(),
+                    user.name,
+                    folder.display
+                );
+                return Some(self.empty_snapshot(g, old));
+            }
+        }
+        match self.index(g, path) {
+            Ok((index, file, id)) => Some(self.make_snapshot(g, index, Some(file), Some(id), old)),
+            Err(e) => {
+                log::error!(
+                    "{}: {e}; {}/{} shows no messages",
+                    path.display(),
+                    user.name,
+                    folder.display
+                );
+                Some(self.empty_snapshot(g, old))
+            }
+        }
+    }
+
+    fn index(
+        &self,
+        g: usize,
+        path: &Path,
+    ) -> std::result::Result<(FolderIndex, File, FileId), mbox::ReadError> {
+        let folder = self.folder(g);
+        let opts = IndexOptions {
+            mode: ReadMode::Pread,
+            ..folder.index_options(&self.opts.index)
+        };
+        let (file, _) = mbox::open(path)?;
+        let (index, id, started) = {
+            let _lock = crate::lock::read_lock(&file, path, self.opts.lock);
+            // Measure after locking: a delivery in progress has finished.
+            let id = FileId::of(&file.metadata()?);
+            let started = Instant::now();
+            (mbox::index_file(&file, id.len, &opts)?, id, started)
+        };
+        log::info!(
+            "indexed {} ({} messages, {} bytes) in {:.0?}",
+            path.display(),
+            index.messages.len(),
+            id.len,
+            started.elapsed()
+        );
+        Ok((index, file, id))
+    }
+
+    fn empty_snapshot(&self, g: usize, old: Option<&Snapshot>) -> Snapshot {
+        let index = self.folder(g).empty_index(&self.opts.index);
+        self.make_snapshot(g, index, None, None, old)
+    }
+
+    fn make_snapshot(
+        &self,
+        g: usize,
+        index: FolderIndex,
+        file: Option<File>,
+        id: Option<FileId>,
+        old: Option<&Snapshot>,
+    ) -> Snapshot {
+        // Keep the slot (and so every message's inode) while each UID still means the same
+        // message; otherwise start a new generation.
+        let same = old.is_some_and(|o| {
+            o.index.uidvalidity == index.uidvalidity
+                && index.messages.iter().all(|m| match o.index.by_uid(m.uid) {
+                    Some(p) => p.time == m.time && p.size(&o.index) == m.size(&index),
+                    None => m.uid >= o.index.uid_next,
+                })
+        });
+        let slot = match old {
+            Some(o) if same => o.slot,
+            _ => {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots.push(g);
+                slots.len() as u32
+            }
+        };
+        let mtime = id.as_ref().map_or(self.started, id_mtime);
+        let (mut cur, mut new) = (Vec::new(), Vec::new());
+        for (i, m) in index.messages.iter().enumerate() {
+            if m.is_recent() {
+                new.push(i as u32)
+            } else {
+                cur.push(i as u32)
+            }
+        }
+        Snapshot {
+            index,
+            file,
+            id,
+            slot,
+            mtime,
+            cur,
+            new,
+        }
+    }
+
+    // ---- attributes ----
+
+    fn dir_attr(&self, ino: Ino, owner: Owner, perm: u16, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::Dir,
+            size: 4096,
+            mtime,
+            perm,
+            uid: owner.uid,
+            gid: owner.gid,
+            nlink: 2,
+            ttl: SHORT_TTL,
+        }
+    }
+
+    fn message_attr(&self, g: usize, snap: &Snapshot, m: &Msg) -> Attr {
+        let owner = self.owner(g);
+        Attr {
+            ino: (u64::from(snap.slot) << 32) | u64::from(m.uid),
+            kind: Kind::File,
+            size: m.size(&snap.index),
+            mtime: to_time(m.time),
+            perm: 0o400,
+            uid: owner.uid,
+            gid: owner.gid,
+            nlink: 1,
+            ttl: LONG_TTL,
+        }
+    }
+
+    fn control_bytes(&self, g: usize, c: Control) -> Result<Option<Vec<u8>>> {
+        let folder = self.folder(g);
+        match c {
+            Control::Subscriptions => {
+                if !folder.is_inbox() {
+                    return Ok(None);
+                }
+                match std::fs::read(self.overlay_dir(g).join(model::SUBSCRIPTIONS)) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(_) => Ok(Some(
+                        self.tree.users[self.folders[g].user].subscriptions_file(),
+                    )),
+                }
+            }
+            Control::Maildirfolder => Ok((!folder.is_inbox()).then(Vec::new)),
+            Control::Keywords => {
+                let snap = self.snapshot(g)?;
+                Ok(folder.keywords_file(&snap.index))
+            }
+            Control::Uidlist => {
+                let snap = self.snapshot(g)?;
+                let ours = folder.uidlist(&snap.index);
+                let theirs = std::fs::read(self.overlay_dir(g).join(model::UIDLIST)).ok();
+                Ok(Some(merge_uidlist(&ours, theirs.as_deref())))
+            }
+        }
+    }
+
+    fn control_attr(&self, g: usize, c: Control) -> Result<Attr> {
+        let bytes = self.control_bytes(g, c)?.ok_or(Errno::ENOENT)?;
+        let owner = self.owner(g);
+        let mtime = self
+            .snapshot(g)?
+            .mtime
+            .max(self.overlay_mtime(g, c.name()).unwrap_or(UNIX_EPOCH));
+        Ok(Attr {
+            ino: Self::block(g) + c.offset(),
+            kind: Kind::File,
+            size: bytes.len() as u64,
+            mtime,
+            perm: 0o600,
+            uid: owner.uid,
+            gid: owner.gid,
+            nlink: 1,
+            ttl: Duration::ZERO,
+        })
+    }
+
+    fn overlay_mtime(&self, g: usize, name: &str) -> Option<SystemTime> {
+        std::fs::metadata(self.overlay_dir(g).join(name))
+            .ok()?
+            .modified()
+            .ok()
+    }
+
+    fn overlay_attr(&self, g: usize, name: &OsStr) -> Result<Attr> {
+        let meta = std::fs::symlink_metadata(self.overlay_dir(g).join(name))?;
+        if !meta.is_file() {
+            return Err(Errno::ENOENT);
+        }
+        let owner = self.owner(g);
+        Ok(Attr {
+            ino: self.overlay_ino(g, name),
+            kind: Kind::File,
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(UNIX_EPOCH),
+            perm: (meta.mode() & 0o777) as u16,
+            uid: owner.uid,
+            gid: owner.gid,
+            nlink: 1,
+            ttl: Duration::ZERO,
+        })
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Root => Ok(self.dir_attr(ROOT, Owner { uid: 0, gid: 0 }, 0o555, self.started)),
+            Node::FolderDir(g) => {
+                let snap = self.snapshot(g)?;
+                Ok(self.dir_attr(ino, self.owner(g), 0o700, snap.mtime))
+            }
+            Node::Sub(g, _) => {
+                let snap = self.snapshot(g)?;
+                Ok(self.dir_attr(ino, self.owner(g), 0o500, snap.mtime))
+            }
+            Node::Control(g, c) => self.control_attr(g, c),
+            Node::Message(g, slot, uid) => {
+                let snap = self.snapshot(g)?;
+                if snap.slot != slot {
+                    return Err(Errno::ENOENT);
+                }
+                let m = snap.index.by_uid(uid).ok_or(Errno::ENOENT)?;
+                Ok(self.message_attr(g, &snap, m))
+            }
+            Node::Overlay(g, name) => self.overlay_attr(g, &name),
+        }
+    }
+
+    // ---- names ----
+
+    fn user_of_name(&self, name: &OsStr) -> Option<usize> {
+        self.tree
+            .users
+            .iter()
+            .position(|u| OsStr::new(&u.name) == name)
+    }
+
+    /// The subfolder directory `name` under a user's root (`g` is the user's INBOX).
+    fn subfolder(&self, g: usize, name: &OsStr) -> Option<usize> {
+        let s = &self.folders[g];
+        if s.folder != 0 {
+            return None;
+        }
+        let user = &self.tree.users[s.user];
+        user.folders
+            .iter()
+            .position(|f| !f.is_inbox() && OsStr::new(&f.dir) == name)
+            .map(|f| self.first_of_user[s.user] + f)
+    }
+
+    fn is_generated_name(&self, g: usize, name: &OsStr) -> bool {
+        Subdir::from_name(name.as_bytes()).is_some()
+            || Control::ALL.iter().any(|c| OsStr::new(c.name()) == name)
+            || self.subfolder(g, name).is_some()
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        match self.decode(parent).ok_or(Errno::ENOENT)? {
+            Node::Root => {
+                let u = self.user_of_name(name).ok_or(Errno::ENOENT)?;
+                self.getattr(Self::block(self.first_of_user[u]))
+            }
+            Node::FolderDir(g) => {
+                if let Some(s) = Subdir::from_name(name.as_bytes()) {
+                    return self.getattr(Self::block(g) + sub_offset(s));
+                }
+                if let Some(c) = Control::ALL.iter().find(|c| OsStr::new(c.name()) == name) {
+                    return self.control_attr(g, *c);
+                }
+                if let Some(sub) = self.subfolder(g, name) {
+                    return self.getattr(Self::block(sub));
+                }
+                if !overlay_name_ok(name) {
+                    return Err(Errno::ENOENT);
+                }
+                self.overlay_attr(g, name)
+            }
+            Node::Sub(g, sub) => {
+                let snap = self.snapshot(g)?;
+                let (m, _) = self
+                    .find_message(g, &snap, sub, name)
+                    .ok_or(Errno::ENOENT)?;
+                Ok(self.message_attr(g, &snap, m))
+            }
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    fn find_message<'s>(
+        &self,
+        g: usize,
+        snap: &'s Snapshot,
+        sub: Subdir,
+        name: &OsStr,
+    ) -> Option<(&'s Msg, u32)> {
+        let (uv, uid) = model::parse_message_name(name.as_bytes())?;
+        if uv != snap.index.uidvalidity {
+            return None;
+        }
+        let at = snap
+            .index
+            .messages
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()?;
+        let m = &snap.index.messages[at];
+        let (want_sub, want_name) = self.folder(g).message_file(&snap.index, m);
+        (want_sub == sub && OsStr::new(&want_name) == name).then_some((m, at as u32))
+    }
+
+    /// The entries of a directory, `.` and `..` first.
+    pub fn list(&self, ino: Ino, dir_snap: Option<&Arc<Snapshot>>) -> Result<Vec<DirEntry>> {
+        let entry = |ino: Ino, kind: Kind, name: &str| DirEntry {
+            ino,
+            kind,
+            name: name.into(),
+        };
+        let mut out = vec![entry(ino, Kind::Dir, "."), entry(ROOT, Kind::Dir, "..")];
+        match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Root => {
+                for (u, user) in self.tree.users.iter().enumerate() {
+                    out.push(entry(
+                        Self::block(self.first_of_user[u]),
+                        Kind::Dir,
+                        &user.name,
+                    ));
+                }
+            }
+            Node::FolderDir(g) => {
+                for s in Subdir::ALL {
+                    out.push(entry(Self::block(g) + sub_offset(s), Kind::Dir, s.name()));
+                }
+                for c in Control::ALL {
+                    if self.control_bytes(g, c)?.is_some() {
+                        out.push(entry(Self::block(g) + c.offset(), Kind::File, c.name()));
+                    }
+                }
+                let s = &self.folders[g];
+                if s.folder == 0 {
+                    let user = &self.tree.users[s.user];
+                    for (f, folder) in user.folders.iter().enumerate().skip(1) {
+                        out.push(entry(
+                            Self::block(self.first_of_user[s.user] + f),
+                            Kind::Dir,
+                            &folder.dir,
+                        ));
+                    }
+                }
+                if let Ok(rd) = std::fs::read_dir(self.overlay_dir(g)) {
+                    let mut names: Vec<OsString> = rd
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                        .map(|e| e.file_name())
+                        .filter(|n| overlay_name_ok(n) && !self.is_generated_name(g, n))
+                        .collect();
+                    names.sort();
+                    for n in names {
+                        out.push(DirEntry {
+                            ino: self.overlay_ino(g, &n),
+                            kind: Kind::File,
+                            name: n,
+                        });
+                    }
+                }
+            }
+            Node::Sub(g, sub) => {
+                let snap = match dir_snap {
+                    Some(s) => s.clone(),
+                    None => self.snapshot(g)?,
+                };
+                let folder = self.folder(g);
+                for &i in snap.listing(sub) {
+                    let m = &snap.index.messages[i as usize];
+                    let (_, name) = folder.message_file(&snap.index, m);
+                    out.push(DirEntry {
+                        ino: (u64::from(snap.slot) << 32) | u64::from(m.uid),
+                        kind: Kind::File,
+                        name: name.into(),
+                    });
+                }
+            }
+            _ => return Err(Errno::ENOTDIR),
+        }
+        Ok(out)
+    }
+
+    /// Entries of a directory from `offset` on (the offset of an entry is its position + 1).
+    pub fn readdir(
+        &self,
+        ino: Ino,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEntry, u64) -> bool,
+    ) -> Result<()> {
+        let snap = match self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Dir(s)) => s.clone(),
+            _ => None,
+        };
+        let entries = self.list(ino, snap.as_ref())?;
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if add(e, i as u64 + 1) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn opendir(&self, ino: Ino) -> Result<u64> {
+        let snap = match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Sub(g, _) => Some(self.snapshot(g)?),
+            Node::Root | Node::FolderDir(_) => None,
+            _ => return Err(Errno::ENOTDIR),
+        };
+        Ok(self.add_handle(Handle::Dir(snap)))
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, h);
+        fh
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh);
+    }
+
+    // ---- reading ----
+
+    /// Opens a file. `flags` are the open(2) flags.
+    pub fn open(&self, ino: Ino, flags: i32) -> Result<(u64, Caching)> {
+        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Message(g, slot, uid) => {
+                if writing {
+                    return Err(Errno::EACCES);
+                }
+                let snap = self.snapshot(g)?;
+                if snap.slot != slot {
+                    return Err(Errno::ENOENT);
+                }
+                let at = snap
+                    .index
+                    .messages
+                    .binary_search_by_key(&uid, |m| m.uid)
+                    .map_err(|_| Errno::ENOENT)?;
+                Ok((
+                    self.add_handle(Handle::Message {
+                        snap,
+                        at: at as u32,
+                        g,
+                    }),
+                    Caching::Keep,
+                ))
+            }
+            Node::Control(g, c) => {
+                if writing {
+                    return Err(Errno::EACCES);
+                }
+                let bytes = self.control_bytes(g, c)?.ok_or(Errno::ENOENT)?;
+                Ok((
+                    self.add_handle(Handle::Bytes(Arc::new(bytes))),
+                    Caching::Direct,
+                ))
+            }
+            Node::Overlay(g, name) => {
+                let mut o = std::fs::OpenOptions::new();
+                let acc = flags & libc::O_ACCMODE;
+                o.read(acc != libc::O_WRONLY)
+                    .write(acc != libc::O_RDONLY)
+                    .custom_flags(libc::O_NOFOLLOW | (flags & (libc::O_APPEND | libc::O_TRUNC)));
+                let file = o.open(self.overlay_dir(g).join(&name))?;
+                Ok((self.add_handle(Handle::Overlay(file)), Caching::Normal))
+            }
+            Node::Root | Node::FolderDir(_) | Node::Sub(..) => Err(Errno::EISDIR),
+        }
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let handle = {
+            let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+            match handles.get(&fh).ok_or(Errno::EBADF)? {
+                Handle::Message { snap, at, g } => (Some((snap.clone(), *at, *g)), None, None),
+                Handle::Bytes(b) => (None, Some(b.clone()), None),
+                Handle::Overlay(f) => (None, None, Some(f.try_clone()?)),
+                Handle::Dir(_) => return Err(Errno::EISDIR),
+            }
+        };
+        match handle {
+            (Some((snap, at, g)), _, _) => self.read_message(g, &snap, at, offset, size),
+            (_, Some(bytes), _) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                Ok(bytes[start..end].to_vec())
+            }
+            (_, _, Some(file)) => {
+                let mut buf = vec![0; size as usize];
+                let mut n = 0;
+                while n < buf.len() {
+                    match file.read_at(&mut buf[n..], offset + n as u64) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                buf.truncate(n);
+                Ok(buf)
+            }
+            _ => Err(Errno::EBADF),
+        }
+    }
+
+    /// Reads message bytes, and checks that the mbox did not change meanwhile. If it did, the
+    /// message is read from a new snapshot (it is the same message if its UID, date and size
+    /// are), or the read fails: wrong bytes are never returned.
+    fn read_message(
+        &self,
+        g: usize,
+        snap: &Arc<Snapshot>,
+        at: u32,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>> {
+        let m = &snap.index.messages[at as usize];
+        if let Some(bytes) = self.read_checked(snap, m, offset, size)? {
+            return Ok(bytes);
+        }
+        self.mark_stale(g);
+        let now = self.snapshot(g)?;
+        if let Some(m2) = now
+            .index
+            .by_uid(m.uid)
+            .filter(|m2| m2.time == m.time && m2.size(&now.index) == m.size(&snap.index))
+        {
+            if let Some(bytes) = self.read_checked(&now, m2, offset, size)? {
+                return Ok(bytes);
+            }
+        }
+        log::warn!(
+            "{}: changed while message UID {} was read; the read fails",
+            self.folder(g).display,
+            m.uid
+        );
+        Err(Errno::EIO)
+    }
+
+    fn read_checked(
+        &self,
+        snap: &Snapshot,
+        m: &Msg,
+        offset: u64,
+        size: u32,
+    ) -> Result<Option<Vec<u8>>> {
+        let (Some(file), Some(id)) = (&snap.file, &snap.id) else {
+            return Ok(Some(Vec::new()));
+        };
+        let total = m.size(&snap.index);
+        let len = (total.saturating_sub(offset)).min(u64::from(size)) as usize;
+        let mut buf = vec![0; len];
+        let n = match mbox::read_served(file, &snap.index, m, offset, &mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        buf.truncate(n);
+        let now = FileId::of(&file.metadata()?);
+        Ok((now == *id).then_some(buf))
+    }
+
+    // ---- writing (the overlay) ----
+
+    fn writable_dir(&self, parent: Ino) -> Result<usize> {
+        match self.decode(parent).ok_or(Errno::ENOENT)? {
+            Node::FolderDir(g) => Ok(g),
+            Node::Root | Node::Sub(..) => Err(Errno::EACCES),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// Creates a file of Dovecot's in a folder directory.
+    pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<(Attr, u64)> {
+        let g = self.writable_dir(parent)?;
+        if !overlay_name_ok(name) || self.is_generated_name(g, name) {
+            return Err(Errno::EACCES);
+        }
+        let acc = flags & libc::O_ACCMODE;
+        let file = std::fs::OpenOptions::new()
+            .read(acc != libc::O_WRONLY)
+            .write(true)
+            .create(true)
+            .truncate(flags & libc::O_TRUNC != 0)
+            .custom_flags(libc::O_NOFOLLOW | (flags & (libc::O_EXCL | libc::O_APPEND)))
+            .mode(mode & 0o666)
+            .open(self.overlay_dir(g).join(name))?;
+        let attr = self.overlay_attr(g, name)?;
+        Ok((attr, self.add_handle(Handle::Overlay(file))))
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let file = match self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Overlay(f)) => f.try_clone()?,
+            Some(_) => return Err(Errno::EBADF),
+            None => return Err(Errno::EBADF),
+        };
+        file.write_all_at(data, offset)?;
+        Ok(data.len() as u32)
+    }
+
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        if let Some(Handle::Overlay(f)) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+        {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        let g = self.writable_dir(parent)?;
+        if self.is_generated_name(g, name) || !overlay_name_ok(name) {
+            // Dovecot's own copy of a generated file may be removed; the file stays.
+            if let Some(c) = Control::ALL.iter().find(|c| OsStr::new(c.name()) == name) {
+                let _ = std::fs::remove_file(self.overlay_dir(g).join(c.name()));
+            }
+            return Err(Errno::EACCES);
+        }
+        std::fs::remove_file(self.overlay_dir(g).join(name))?;
+        self.overlay_inos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(g, name);
+        Ok(())
+    }
+
+    pub fn rename(&self, parent: Ino, name: &OsStr, newparent: Ino, newname: &OsStr) -> Result<()> {
+        let g = self.writable_dir(parent)?;
+        let g2 = self.writable_dir(newparent)?;
+        if g != g2 {
+            return Err(Errno::EXDEV);
+        }
+        let replaceable = [model::UIDLIST, model::KEYWORDS, model::SUBSCRIPTIONS];
+        if self.is_generated_name(g, name) || !overlay_name_ok(name) || !overlay_name_ok(newname) {
+            return Err(Errno::EACCES);
+        }
+        if self.is_generated_name(g, newname)
+            && !replaceable.iter().any(|r| OsStr::new(r) == newname)
+        {
+            return Err(Errno::EACCES);
+        }
+        if newname == OsStr::new(model::SUBSCRIPTIONS) && !self.folder(g).is_inbox() {
+            return Err(Errno::EACCES);
+        }
+        let dir = self.overlay_dir(g);
+        std::fs::rename(dir.join(name), dir.join(newname))?;
+        // The inode goes with its file: open descriptors still `fstat` it.
+        self.overlay_inos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rename(g, name, newname);
+        Ok(())
+    }
+
+    /// Changes an overlay file's size, mode or times. Anything else is refused.
+    pub fn setattr(
+        &self,
+        ino: Ino,
+        size: Option<u64>,
+        mode: Option<u32>,
+        times: Option<(Option<SystemTime>, Option<SystemTime>)>,
+    ) -> Result<Attr> {
+        match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Overlay(g, name) => {
+                let path = self.overlay_dir(g).join(&name);
+                if let Some(len) = size {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)?
+                        .set_len(len)?;
+                }
+                if let Some(mode) = mode {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
+                }
+                if let Some((atime, mtime)) = times {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)?;
+                    let mut t = std::fs::FileTimes::new();
+                    if let Some(a) = atime {
+                        t = t.set_accessed(a);
+                    }
+                    if let Some(m) = mtime {
+                        t = t.set_modified(m);
+                    }
+                    f.set_times(t)?;
+                }
+                self.overlay_attr(g, &name)
+            }
+            _ if size.is_none() && mode.is_none() => {
+                // Touching times of the read-only view: accepted, nothing changes.
+                self.getattr(ino)
+            }
+            _ => Err(Errno::EACCES),
+        }
+    }
+
+    /// Free space as the state directory's file system has it.
+    pub fn statfs(&self) -> (u64, u64, u64, u64, u64, u32) {
+        crate::sys::statvfs(&self.opts.state_dir).unwrap_or((0, 0, 0, 0, 0, 4096))
+    }
+}
+
+/// Inode numbers of overlay files, which follow renames.
+#[derive(Default)]
+struct OverlayInodes {
+    by_name: HashMap<(usize, OsString), Ino>,
+    by_ino: HashMap<Ino, (usize, OsString)>,
+    next: u64,
+}
+
+impl OverlayInodes {
+    fn ino(&mut self, g: usize, name: &OsStr) -> Ino {
+        let key = (g, name.to_os_string());
+        if let Some(&ino) = self.by_name.get(&key) {
+            return ino;
+        }
+        let ino = OVERLAY_BASE + self.next;
+        self.next += 1;
+        self.by_name.insert(key.clone(), ino);
+        self.by_ino.insert(ino, key);
+        ino
+    }
+
+    fn name(&self, ino: Ino) -> Option<(usize, OsString)> {
+        self.by_ino.get(&ino).cloned()
+    }
+
+    fn remove(&mut self, g: usize, name: &OsStr) {
+        if let Some(ino) = self.by_name.remove(&(g, name.to_os_string())) {
+            self.by_ino.remove(&ino);
+        }
+    }
+
+    fn rename(&mut self, g: usize, from: &OsStr, to: &OsStr) {
+        self.remove(g, to);
+        if let Some(ino) = self.by_name.remove(&(g, from.to_os_string())) {
+            self.by_name.insert((g, to.to_os_string()), ino);
+            self.by_ino.insert(ino, (g, to.to_os_string()));
+        }
+    }
+}
+
+/// Where a folder's overlay files live in the state directory.
+fn state_path(state: &Path, user: &str, f: &Folder) -> PathBuf {
+    let dir = if f.is_inbox() {
+        "_INBOX"
+    } else {
+        f.dir.as_str()
+    };
+    state.join(user).join(dir)
+}
+
+/// Names Dovecot may create in a folder directory: not `.`/`..`, not hidden (a `.Name` there
+/// would look like a folder).
+fn overlay_name_ok(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty() && !b.starts_with(b".") && !b.contains(&b'/') && b.len() <= 255
+}
+
+/// Our `dovecot-uidlist`, with the header fields Dovecot added to its own copy (its `G`
+/// mailbox GUID) and its `N` if higher, when it describes the same UIDVALIDITY.
+fn merge_uidlist(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
+    let Some(theirs) = theirs else {
+        return ours.to_vec();
+    };
+    let (our_head, our_rest) = split_first_line(ours);
+    let (their_head, _) = split_first_line(theirs);
+    let ours_f: Vec<&str> = std::str::from_utf8(our_head)
+        .unwrap_or("")
+        .split(' ')
+        .collect();
+    let theirs_f: Vec<&str> = std::str::from_utf8(their_head)
+        .unwrap_or("")
+        .split(' ')
+        .collect();
+    let field = |f: &[&str], k: char| {
+        f.iter()
+            .skip(1)
+            .find(|x| x.starts_with(k))
+            .map(|x| x[1..].to_string())
+    };
+    if theirs_f.first() != Some(&"3") || field(&theirs_f, 'V') != field(&ours_f, 'V') {
+        return ours.to_vec();
+    }
+    let our_n: u64 = field(&ours_f, 'N')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let their_n: u64 = field(&theirs_f, 'N')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let mut head = format!(
+        "3 V{} N{}",
+        field(&ours_f, 'V').unwrap_or_default(),
+        our_n.max(their_n)
+    );
+    for f in theirs_f.iter().skip(1) {
+        if !f.starts_with('V') && !f.starts_with('N') && !f.is_empty() {
+            head.push(' ');
+            head.push_str(f);
+        }
+    }
+    head.push('\n');
+    let mut out = head.into_bytes();
+    out.extend_from_slice(our_rest);
+    out
+}
+
+fn split_first_line(b: &[u8]) -> (&[u8], &[u8]) {
+    match b.iter().position(|&c| c == b'\n') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &[]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uidlist_merge_keeps_our_records_and_their_guid() {
+        let ours = b"3 V5 N10\n3 :a\n7 :b\n";
+        assert_eq!(merge_uidlist(ours, None), ours);
+        assert_eq!(
+            merge_uidlist(ours, Some(b"3 V5 N12 Gabcdef\n3 :a\n")),
+            b"3 V5 N12 Gabcdef\n3 :a\n7 :b\n"
+        );
+        assert_eq!(merge_uidlist(ours, Some(b"3 V6 N12 Gabcdef\n")), ours);
+        assert_eq!(merge_uidlist(ours, Some(b"garbage")), ours);
+    }
+
+    #[test]
+    fn overlay_names() {
+        assert!(overlay_name_ok(OsStr::new("dovecot.index.log")));
+        assert!(!overlay_name_ok(OsStr::new(".Folder")));
+        assert!(!overlay_name_ok(OsStr::new("..")));
+    }
+}

@@ -1,0 +1,149 @@
+//! `mboxfs mount`: mounts the view, serves it in the foreground, and leaves nothing mounted.
+//!
+//! fuser installs no signal handler, so SIGINT, SIGTERM and SIGHUP are blocked in every thread
+//! and taken by one thread with `sigwait`, which detaches the mount (`umount2(MNT_DETACH)`, or
+//! `fusermount3 -u -z` when not root); the session then ends and the process exits 0. An external
+//! `umount` ends it the same way. A dead mount left by a killed process is cleared at start.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::fs::{FsOptions, MailFs};
+use crate::fuse::Adapter;
+use crate::model::Tree;
+use crate::sys;
+
+/// Everything `mount` needs.
+pub struct MountConfig {
+    pub mountpoint: PathBuf,
+    pub threads: usize,
+    pub fs: FsOptions,
+}
+
+/// The default state directory.
+pub fn default_state_dir() -> PathBuf {
+    if sys::euid() == 0 {
+        PathBuf::from("/var/lib/mboxfs/state")
+    } else {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".local/state/mboxfs")
+    }
+}
+
+fn c_path(p: &Path) -> std::io::Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)
+}
+
+/// Detaches the mount at `mountpoint`.
+pub fn unmount(mountpoint: &Path) -> std::io::Result<()> {
+    if sys::euid() == 0 {
+        let c = c_path(mountpoint)?;
+        // SAFETY: `c` is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return Ok(());
+        }
+        return Err(std::io::Error::last_os_error());
+    }
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(mountpoint)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("fusermount3 -u failed"))
+    }
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the calls only
+    // touch this local set and the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Mounts and serves until unmounted or signalled.
+pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
+    let mp = &config.mountpoint;
+    match std::fs::metadata(mp) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{}: not a directory", mp.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            log::warn!(
+                "{}: a dead mount is in the way (a killed mboxfs?); detaching it",
+                mp.display()
+            );
+            unmount(mp).map_err(|e| {
+                format!(
+                    "{}: cannot detach the dead mount: {e}; try `umount -l {0}`",
+                    mp.display()
+                )
+            })?;
+        }
+        Err(e) => return Err(format!("{}: {e}", mp.display())),
+    }
+    std::fs::create_dir_all(&config.fs.state_dir)
+        .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
+    let users = tree.users.len();
+    let fs = MailFs::new(tree, config.fs.clone())
+        .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
+
+    let mut options = Config::default();
+    options.mount_options = vec![
+        MountOption::FSName("mboxfs".into()),
+        MountOption::Subtype("mboxfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::NoExec,
+        MountOption::NoAtime,
+    ];
+    options.acl = if sys::euid() == 0 {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    options.n_threads = Some(config.threads.max(1));
+    options.clone_fd = true;
+
+    let signals = block_signals();
+    let session = fuser::Session::new(Adapter { fs: Arc::new(fs) }, mp, &options)
+        .map_err(|e| format!("cannot mount {}: {e}", mp.display()))?;
+
+    let waiter_mp = mp.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `signals` is an initialised set and `sig` a live local.
+            unsafe { libc::sigwait(&signals, &mut sig) };
+            log::info!("signal {sig}: unmounting {}", waiter_mp.display());
+            if let Err(e) = unmount(&waiter_mp) {
+                log::error!("unmounting {}: {e}", waiter_mp.display());
+            }
+        })
+        .map_err(|e| e.to_string())?;
+
+    println!(
+        "mboxfs: mounted {} ({users} users, state in {}); Ctrl-C or `umount {0}` unmounts",
+        mp.display(),
+        config.fs.state_dir.display()
+    );
+    let _ = std::io::stdout().flush();
+    let result = session.run();
+    log::info!("{} unmounted", mp.display());
+    result.map_err(|e| format!("serving {}: {e}", mp.display()))
+}
