@@ -125,3 +125,325 @@ impl Host {
 pub fn mboxfs() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_mboxfs"))
 }
+
+/// Whether something is mounted at `path`.
+pub fn is_mounted(path: &Path) -> bool {
+    let want = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| Path::new(&m.replace("\\040", " ")) == want)
+}
+
+/// A directory others may enter (for mountpoints Dovecot reaches as another user).
+pub fn open_dir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// `mboxfs mount`, served by a child process.
+pub struct Mount {
+    pub mountpoint: PathBuf,
+    pub state: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    stderr: PathBuf,
+}
+
+impl Mount {
+    pub fn start(source_args: &[String], extra: &[&str]) -> Mount {
+        let dir = open_dir("mboxfs-mnt");
+        let mountpoint = dir.path().join("mnt");
+        std::fs::create_dir(&mountpoint).unwrap();
+        let state = tempfile::Builder::new()
+            .prefix("mboxfs-state")
+            .tempdir()
+            .unwrap();
+        let stderr = dir.path().join("mount.log");
+        let child = mboxfs()
+            .arg("mount")
+            .arg(&mountpoint)
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(source_args)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut m = Mount {
+            mountpoint,
+            state,
+            _dir: dir,
+            child: Some(child),
+            stderr,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !is_mounted(&m.mountpoint) {
+            if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mboxfs mount exited ({status}):\n{}", m.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not mounted after 20 s:\n{}",
+                m.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        m
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Whether the serving process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Sends a signal and waits for the process to end; returns its exit status.
+    pub fn stop_with(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: sending a signal to our own child process.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        wait_for(&mut child, 20)
+    }
+
+    /// Waits for the process to end by itself (after an external unmount).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        wait_for(self.child.as_mut().expect("running"), 20)
+    }
+}
+
+fn wait_for(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not end within {secs} s", child.id());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if is_mounted(&self.mountpoint) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Dovecot (imap only) on 127.0.0.1, any user logging in with password `pw`.
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Dovecot {
+    /// `userdb` is the args of a static userdb (`uid=... gid=... home=...`), or `None` for the
+    /// passwd userdb (each user's own uid).
+    pub fn start(mail_location: &str, userdb: Option<&str>, extra_conf: &str) -> Dovecot {
+        require_root_and_tools(&["dovecot"]);
+        let dir = open_dir("mboxfs-dovecot");
+        let port = free_port();
+        let d = dir.path().display();
+        let userdb = match userdb {
+            Some(args) => format!("userdb {{\n  driver = static\n  args = {args}\n}}\n"),
+            None => "userdb {\n  driver = passwd\n}\n".to_string(),
+        };
+        let name = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let conf = format!(
+            "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\ninstance_name = {name}\n\
+             log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
+             auth_mechanisms = plain\nmail_location = {mail_location}\n\
+             passdb {{\n  driver = static\n  args = password=pw\n}}\n{userdb}\
+             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
+             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n{extra_conf}\n"
+        );
+        std::fs::write(dir.path().join("dovecot.conf"), conf).unwrap();
+        let child = std::process::Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(dir.path().join("dovecot.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .expect("dovecot (scripts/test.sh installs dovecot-imapd)");
+        let mut dv = Dovecot {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(s) = dv.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "dovecot exited ({s}): {}\n{}",
+                    std::fs::read_to_string(dv.dir.path().join("stderr")).unwrap_or_default(),
+                    dv.log()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dovecot did not listen within 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        dv
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Log lines that are not Info.
+    pub fn complaints(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| {
+                ["Error:", "Warning:", "Fatal:", "Panic:"]
+                    .iter()
+                    .any(|k| l.contains(k))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Runs `imapcheck.py check --bodies`; returns (output, passed, failed).
+    pub fn imapcheck(&self, users: &Path, manifest: &Path) -> (String, usize, usize) {
+        let out = std::process::Command::new("python3")
+            .arg(shared().join("tools/imapcheck.py"))
+            .args(["check", "--bodies", "--port", &self.port.to_string()])
+            .arg("--users")
+            .arg(users)
+            .arg("--manifest")
+            .arg(manifest)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.ends_with(" failed"))
+            .unwrap_or_else(|| panic!("no result line:\n{text}"));
+        let nums: Vec<usize> = last
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        (text.clone(), nums[0], nums[1])
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// sha256 of every file under `dir`, by path.
+pub fn tree_hashes(dir: &Path) -> Vec<(PathBuf, String)> {
+    use sha2::Digest;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                let h = sha2::Sha256::digest(std::fs::read(e.path()).unwrap());
+                out.push((e.path(), format!("{h:x}")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs a shell command as another user; returns (success, stderr).
+pub fn as_user(user: &str, script: &str) -> (bool, String) {
+    let gid = String::from_utf8(
+        std::process::Command::new("id")
+            .args(["-g", user])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let out = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={user}"))
+        .arg(format!("--regid={}", gid.trim()))
+        .args(["--init-groups", "sh", "-c", script])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
