@@ -244,12 +244,6 @@ fn to_time(secs: i64) -> SystemTime {
     }
 }
 
-fn id_mtime(id: &FileId) -> SystemTime {
-    let secs = (id.mtime_ns.div_euclid(1_000_000_000)) as i64;
-    let nanos = id.mtime_ns.rem_euclid(1_000_000_000) as u32;
-    to_time(secs) + Duration::from_nanos(u64::from(nanos))
-}
-
 impl MailFs {
     pub fn new(tree: Tree, opts: FsOptions) -> io::Result<MailFs> {
         let mut folders = Vec::new();
@@ -513,7 +507,7 @@ impl MailFs {
                 slots.len() as u32
             }
         };
-        let mtime = id.as_ref().map_or(self.started, id_mtime);
+        let mtime = model::folder_mtime(id.as_ref());
         let (mut cur, mut new) = (Vec::new(), Vec::new());
         for (i, m) in index.messages.iter().enumerate() {
             if m.is_recent() {
@@ -1224,7 +1218,7 @@ fn overlay_name_ok(name: &OsStr) -> bool {
 
 /// Our `dovecot-uidlist`, with the header fields Dovecot added to its own copy (its `G`
 /// mailbox GUID) and its `N` if higher, when it describes the same UIDVALIDITY.
-fn merge_uidlist(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
+pub fn merge_uidlist(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
     let Some(theirs) = theirs else {
         return ours.to_vec();
     };

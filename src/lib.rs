@@ -16,6 +16,7 @@ pub mod fs;
 mod fuse;
 pub mod index;
 pub mod lock;
+pub mod materialize;
 pub mod mbox;
 mod mmap;
 pub mod model;
@@ -27,7 +28,9 @@ pub mod scan;
 pub mod source;
 pub mod sys;
 pub mod tz;
+pub mod verify;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
@@ -52,7 +55,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Plan(a) => plan_command(a),
         Command::Mount(a) => mount_command(a),
-        Command::Materialize(_) | Command::Verify(_) => Err("not yet".to_string()),
+        Command::Materialize(a) => materialize_command(a),
+        Command::Verify(a) => verify_command(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -130,4 +134,96 @@ fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
         },
     )?;
     Ok(EXIT_OK)
+}
+
+fn report_problems(tree: &model::Tree) {
+    for p in tree
+        .all_problems()
+        .filter(|p| p.severity >= source::Severity::Warning)
+    {
+        log::warn!("{p}");
+    }
+}
+
+fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
+    let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
+    report_problems(&tree);
+    let opts = materialize::Options {
+        jobs: a.jobs.unwrap_or_else(cli::default_jobs),
+        fsync: a.fsync,
+        force: a.force,
+        progress: true,
+    };
+    let s = materialize::run(&tree, &config.index, &a.dest, &opts)?;
+    for (what, why) in &s.failures {
+        eprintln!("mboxfs: FAILED {what}: {why}");
+    }
+    let secs = s.elapsed.as_secs_f64().max(0.001);
+    if s.wrote_nothing() && s.failures.is_empty() {
+        println!(
+            "{} is already complete: {} folders, {} messages; nothing written",
+            a.dest.display(),
+            s.folders,
+            s.messages
+        );
+    } else {
+        println!(
+            "{}: {} folders, {} messages ({} written, {}; {} renamed, {} removed, {} control files) in {:.1} s, {}/s; {} failed",
+            a.dest.display(),
+            s.folders,
+            s.messages,
+            s.written,
+            plan::human_bytes(s.written_bytes),
+            s.renamed,
+            s.removed,
+            s.control_written,
+            secs,
+            plan::human_bytes((s.written_bytes as f64 / secs) as u64),
+            s.failures.len()
+        );
+    }
+    Ok(if s.failures.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PROBLEMS
+    })
+}
+
+fn verify_command(a: cli::VerifyArgs) -> Result<u8, String> {
+    let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
+    if !a.dest.is_dir() {
+        return Err(format!("{}: not a directory", a.dest.display()));
+    }
+    let reports = verify::run(
+        &tree,
+        &config.index,
+        &a.dest,
+        a.jobs.unwrap_or_else(cli::default_jobs),
+    );
+    let mut out = std::io::stdout().lock();
+    let (mut bad, mut messages) = (0, 0);
+    for r in &reports {
+        messages += r.messages;
+        if r.problems.is_empty() {
+            continue;
+        }
+        bad += 1;
+        let _ = writeln!(out, "{}:", r.folder);
+        for p in &r.problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}: {} folders checked, {} messages; {}",
+        a.dest.display(),
+        reports.len(),
+        messages,
+        if bad == 0 {
+            "DEST is exactly what the sources give".to_string()
+        } else {
+            format!("{bad} with differences")
+        }
+    );
+    Ok(if bad == 0 { EXIT_OK } else { EXIT_PROBLEMS })
 }

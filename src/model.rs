@@ -400,6 +400,25 @@ impl Folder {
     }
 }
 
+/// The mtime of a folder's directories and control files: its mbox's, or for a folder without one
+/// a fixed date in the past (2000-01-01), so that it is the same in the mount and in DEST.
+pub fn folder_mtime(source: Option<&FileId>) -> std::time::SystemTime {
+    const EMPTY_FOLDER_MTIME: u64 = 946_684_800;
+    match source {
+        Some(id) => {
+            let secs = id.mtime_ns.div_euclid(1_000_000_000);
+            let nanos = id.mtime_ns.rem_euclid(1_000_000_000) as u64;
+            let base = if secs >= 0 {
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+            } else {
+                std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs() as u64)
+            };
+            base + std::time::Duration::from_nanos(nanos)
+        }
+        None => std::time::UNIX_EPOCH + std::time::Duration::from_secs(EMPTY_FOLDER_MTIME),
+    }
+}
+
 pub const UIDLIST: &str = "dovecot-uidlist";
 pub const KEYWORDS: &str = "dovecot-keywords";
 pub const MAILDIRFOLDER: &str = "maildirfolder";
