@@ -414,7 +414,7 @@ fn oracle_matches_the_files_materialize_writes() {
         }
         got.sort_by_key(|g| g.uid);
         if got.is_empty()
-            && !uidlist.lines().nth(1).is_some_and(|l| !l.is_empty())
+            && uidlist.lines().nth(1).is_none_or(|l| l.is_empty())
             && o.value["messages"] != 0
         {
             return None;
