@@ -49,7 +49,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Mount(_) | Command::Materialize(_) => "info",
         _ => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+    // fuser's own warnings (unimplemented calls, an unmount already done by `umount`) are noise
+    // for an admin; RUST_LOG=fuser=warn shows them.
+    let default_filter = format!("{default_level},fuser=error");
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
         .format_timestamp_secs()
         .init();
     let result = match cli.command {

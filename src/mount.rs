@@ -120,8 +120,9 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
     options.clone_fd = true;
 
     let signals = block_signals();
-    let session = fuser::Session::new(Adapter { fs: Arc::new(fs) }, mp, &options)
+    let mut session = fuser::Session::new(Adapter { fs: Arc::new(fs) }, mp, &options)
         .map_err(|e| format!("cannot mount {}: {e}", mp.display()))?;
+    let mut unmounter = session.unmount_callable();
 
     let waiter_mp = mp.clone();
     std::thread::Builder::new()
@@ -131,8 +132,12 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
             // SAFETY: `signals` is an initialised set and `sig` a live local.
             unsafe { libc::sigwait(&signals, &mut sig) };
             log::info!("signal {sig}: unmounting {}", waiter_mp.display());
-            if let Err(e) = unmount(&waiter_mp) {
-                log::error!("unmounting {}: {e}", waiter_mp.display());
+            // A plain unmount first; a lazy detach when something still holds the mount busy.
+            if let Err(e) = unmounter.unmount() {
+                log::info!("{} is busy ({e}); detaching it", waiter_mp.display());
+                if let Err(e) = unmount(&waiter_mp) {
+                    log::error!("unmounting {}: {e}", waiter_mp.display());
+                }
             }
         })
         .map_err(|e| e.to_string())?;

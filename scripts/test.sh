@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of mboxfs: formatting, lints, unit tests, and the integration tests that mount
+# for real (FUSE), run a real Dovecot against the mount and against materialize's output, and
+# compare with the Dovecot oracle of ../shared/corpus/real. Installs what the tests need first.
+# Run as root (mounting for other users, creating test users and running Dovecot need it).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: run as root" >&2
+    exit 1
+fi
+scripts/install-deps.sh
+# shellcheck source=scripts/cargo-env.sh
+. scripts/cargo-env.sh
+[ -e /dev/fuse ] || modprobe fuse
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets
