@@ -115,10 +115,19 @@ pub struct FsOptions {
 
 /// One generation of one folder, as indexed.
 pub struct Snapshot {
-    pub index: FolderIndex,
+    /// Every message read so far. Only the first `shown` are in the view: the last one is held
+    /// back while it may still be being written.
+    pub index: Arc<FolderIndex>,
+    shown: usize,
+    /// The last message is held back: look again once the file has been quiet this long.
+    provisional: Option<Duration>,
+    /// The UIDVALIDITY the mbox itself gives (the view's differs after a UID was reused).
+    source_uidvalidity: u32,
     /// The source, open, for reading message bytes.
-    file: Option<File>,
+    file: Option<Arc<File>>,
     id: Option<FileId>,
+    /// Fingerprints of the bytes an append leaves alone.
+    fp: Option<Fingerprint>,
     slot: u32,
     /// The mtime shown for the folder's directories.
     mtime: SystemTime,
@@ -135,6 +144,89 @@ impl Snapshot {
             Subdir::Tmp => &[],
         }
     }
+
+    /// The messages in the view.
+    pub fn messages(&self) -> &[Msg] {
+        &self.index.messages[..self.shown]
+    }
+
+    fn position(&self, uid: u32) -> Option<usize> {
+        self.messages().binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    fn by_uid(&self, uid: u32) -> Option<&Msg> {
+        self.position(uid).map(|i| &self.messages()[i])
+    }
+}
+
+/// Hashes of the start of the file, of the end, and of the start of the last message: if an
+/// mbox grew and these are unchanged, mail was appended (anything else is a rewrite).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    head: u64,
+    tail: u64,
+    last: u64,
+}
+
+const FINGERPRINT_SPAN: u64 = 4096;
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn hash_range(file: &File, start: u64, len: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, start)?;
+    Ok(fnv64(&buf))
+}
+
+fn fingerprint(file: &File, len: u64, last_from: Option<u64>) -> io::Result<Fingerprint> {
+    let span = len.min(FINGERPRINT_SPAN);
+    let last = match last_from {
+        Some(at) if at < len => hash_range(file, at, (len - at).min(FINGERPRINT_SPAN))?,
+        _ => 0,
+    };
+    Ok(Fingerprint {
+        head: hash_range(file, 0, span)?,
+        tail: hash_range(file, len - span, span)?,
+        last,
+    })
+}
+
+/// Whether `file` (of length `len`) ends with a blank line, as a finished delivery does.
+fn ends_with_blank_line(file: &File, len: u64) -> bool {
+    let span = len.min(4);
+    let mut buf = vec![0u8; span as usize];
+    file.read_exact_at(&mut buf, len - span).is_ok()
+        && (buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n"))
+}
+
+/// How long a file must be left alone before its last message is trusted to be complete, when
+/// the writers' locks could not be had or the file does not end like a finished delivery.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// The same when the locks were had and the file ends like a finished delivery (a writer that
+/// takes no lock may still be between two writes of one message).
+pub const SETTLE_COMPLETE: Duration = Duration::from_millis(100);
+
+/// What the kernel must forget after a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Attributes and cached pages of an inode.
+    Inode(Ino),
+    /// A name in a directory.
+    Entry(Ino, OsString),
+}
+
+/// A freshly read folder, before it becomes a snapshot.
+struct Indexed {
+    index: FolderIndex,
+    file: Arc<File>,
+    id: FileId,
+    fp: Option<Fingerprint>,
+    /// The writers' locks were had and the file ends like a finished delivery.
+    complete: bool,
 }
 
 struct FolderState {
@@ -233,6 +325,7 @@ pub struct MailFs {
     overlay_inos: Mutex<OverlayInodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
+    invalidations: Mutex<Option<std::sync::mpsc::Sender<Invalidation>>>,
     started: SystemTime,
 }
 
@@ -276,6 +369,7 @@ impl MailFs {
             overlay_inos: Mutex::new(OverlayInodes::default()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            invalidations: Mutex::new(None),
             started: SystemTime::now() - Duration::from_secs(1),
         })
     }
@@ -342,38 +436,38 @@ impl MailFs {
     /// The folder's current snapshot, (re)indexing when it is due.
     pub fn snapshot(&self, g: usize) -> Result<Arc<Snapshot>> {
         let state = &self.folders[g];
-        let fresh =
-            |checked: &Option<Instant>| checked.is_some_and(|t| t.elapsed() < self.opts.recheck);
-        if fresh(&state.checked.lock().unwrap_or_else(|e| e.into_inner())) {
-            if let Some(s) = state
+        let current = || {
+            state
                 .current
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
-            {
-                return Ok(s);
-            }
+        };
+        let fresh = |snap: &Option<Arc<Snapshot>>| {
+            let checked = *state.checked.lock().unwrap_or_else(|e| e.into_inner());
+            let settled = |s: &Snapshot| {
+                s.provisional
+                    .is_some_and(|d| s.mtime.elapsed().unwrap_or_default() >= d)
+            };
+            checked.is_some_and(|t| t.elapsed() < self.opts.recheck)
+                && snap.as_ref().is_some_and(|s| !settled(s))
+        };
+        let snap = current();
+        if fresh(&snap) {
+            return Ok(snap.expect("fresh implies a snapshot"));
         }
         let _busy = state.indexing.lock().unwrap_or_else(|e| e.into_inner());
-        if fresh(&state.checked.lock().unwrap_or_else(|e| e.into_inner())) {
-            if let Some(s) = state
-                .current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-            {
-                return Ok(s);
-            }
+        let old = current();
+        if fresh(&old) {
+            return Ok(old.expect("fresh implies a snapshot"));
         }
-        let old = state
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let snap = match self.refresh(g, old.as_deref()) {
             Some(new) => {
                 let new = Arc::new(new);
                 *state.current.write().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
+                if let Some(old) = &old {
+                    self.invalidate(g, old, &new);
+                }
                 new
             }
             None => old.expect("refresh gives a snapshot when there is none"),
@@ -388,6 +482,51 @@ impl MailFs {
             .checked
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Where invalidations go (the mount sends them to the kernel from another thread).
+    pub fn set_invalidations(&self, tx: std::sync::mpsc::Sender<Invalidation>) {
+        *self.invalidations.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    /// Tells the kernel what changed between two snapshots of folder `g`.
+    fn invalidate(&self, g: usize, old: &Snapshot, new: &Snapshot) {
+        let Some(tx) = self
+            .invalidations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let block = Self::block(g);
+        let mut out = vec![Invalidation::Inode(block)];
+        out.extend([Subdir::Cur, Subdir::New].map(|s| Invalidation::Inode(block + sub_offset(s))));
+        out.extend(
+            [Control::Uidlist, Control::Keywords].map(|c| Invalidation::Inode(block + c.offset())),
+        );
+        let folder = self.folder(g);
+        let regenerated = new.slot != old.slot;
+        for m in old.messages() {
+            let (sub, name) = folder.message_file(&old.index, m);
+            let kept = !regenerated
+                && new
+                    .by_uid(m.uid)
+                    .is_some_and(|n| folder.message_file(&new.index, n) == (sub, name.clone()));
+            if !kept {
+                out.push(Invalidation::Entry(block + sub_offset(sub), name.into()));
+                if regenerated {
+                    out.push(Invalidation::Inode(
+                        (u64::from(old.slot) << 32) | u64::from(m.uid),
+                    ));
+                }
+            }
+        }
+        for i in out {
+            if tx.send(i).is_err() {
+                break;
+            }
+        }
     }
 
     /// A new snapshot if the mbox changed since `old` (or there is none yet).
@@ -406,16 +545,8 @@ impl MailFs {
         } else {
             user.home.clone()
         };
-        let uid = user.source_uid;
-        match source::check_source(path, &root, uid, self.opts.trust_owners) {
-            Ok(Some(meta)) => {
-                let id = FileId::of(&meta);
-                if let Some(o) = old {
-                    if o.id == Some(id) {
-                        return None;
-                    }
-                }
-            }
+        let id = match source::check_source(path, &root, user.source_uid, self.opts.trust_owners) {
+            Ok(Some(meta)) => FileId::of(&meta),
             Ok(None) => {
                 log::warn!(
                     "{}: gone; {}/{} shows no messages",
@@ -434,9 +565,29 @@ impl MailFs {
                 );
                 return Some(self.empty_snapshot(g, old));
             }
+        };
+        if let Some(o) = old {
+            if o.id == Some(id) {
+                // Unchanged; a message held back may now be complete.
+                return o.provisional.map(|_| {
+                    let indexed = Indexed {
+                        index: (*o.index).clone(),
+                        file: o.file.clone().expect("a provisional snapshot has a file"),
+                        id,
+                        fp: o.fp,
+                        complete: o.provisional == Some(SETTLE_COMPLETE),
+                    };
+                    self.make_snapshot(g, Some(indexed), old)
+                });
+            }
         }
-        match self.index(g, path) {
-            Ok((index, file, id)) => Some(self.make_snapshot(g, index, Some(file), Some(id), old)),
+        let appended = old.and_then(|o| self.index_appended(g, path, o, &id));
+        let indexed = match appended {
+            Some(r) => r,
+            None => self.index(g, path),
+        };
+        match indexed {
+            Ok(indexed) => Some(self.make_snapshot(g, Some(indexed), old)),
             Err(e) => {
                 log::error!(
                     "{}: {e}; {}/{} shows no messages",
@@ -449,67 +600,155 @@ impl MailFs {
         }
     }
 
-    fn index(
-        &self,
-        g: usize,
-        path: &Path,
-    ) -> std::result::Result<(FolderIndex, File, FileId), mbox::ReadError> {
-        let folder = self.folder(g);
-        let opts = IndexOptions {
+    fn index_options(&self, g: usize) -> IndexOptions {
+        IndexOptions {
             mode: ReadMode::Pread,
-            ..folder.index_options(&self.opts.index)
-        };
+            ..self.folder(g).index_options(&self.opts.index)
+        }
+    }
+
+    /// Reads the whole mbox.
+    fn index(&self, g: usize, path: &Path) -> std::result::Result<Indexed, mbox::ReadError> {
         let (file, _) = mbox::open(path)?;
-        let (index, id, started) = {
-            let _lock = crate::lock::read_lock(&file, path, self.opts.lock);
-            // Measure after locking: a delivery in progress has finished.
-            let id = FileId::of(&file.metadata()?);
-            let started = Instant::now();
-            (mbox::index_file(&file, id.len, &opts)?, id, started)
-        };
+        let started = Instant::now();
+        let indexed = self.read_locked(Arc::new(file), path, |file, len| {
+            mbox::index_file(file, len, &self.index_options(g))
+        })?;
         log::info!(
             "indexed {} ({} messages, {} bytes) in {:.0?}",
             path.display(),
-            index.messages.len(),
-            id.len,
+            indexed.index.messages.len(),
+            indexed.id.len,
             started.elapsed()
         );
-        Ok((index, file, id))
+        Ok(indexed)
+    }
+
+    /// Reads only what was appended, if the mbox only grew since `old`; `None` otherwise.
+    fn index_appended(
+        &self,
+        g: usize,
+        path: &Path,
+        old: &Snapshot,
+        id: &FileId,
+    ) -> Option<std::result::Result<Indexed, mbox::ReadError>> {
+        let (Some(oid), Some(file), Some(fp)) = (old.id, old.file.clone(), old.fp) else {
+            return None;
+        };
+        if oid.dev != id.dev || oid.ino != id.ino || id.len <= oid.len {
+            return None;
+        }
+        let last_from = old.index.resume.as_ref().map(|r| r.from_line);
+        if fingerprint(&file, oid.len, last_from).ok()? != fp {
+            return None;
+        }
+        let started = Instant::now();
+        let r = self.read_locked(file, path, |file, len| {
+            mbox::index_appended(file, len, (*old.index).clone(), &self.index_options(g))
+        });
+        if let Ok(indexed) = &r {
+            log::info!(
+                "{}: {} bytes appended, {} messages now, read in {:.0?}",
+                path.display(),
+                indexed.id.len - oid.len,
+                indexed.index.messages.len(),
+                started.elapsed()
+            );
+        }
+        Some(r)
+    }
+
+    /// Runs `read` on the file under the writers' read locks, and fingerprints the result.
+    fn read_locked(
+        &self,
+        file: Arc<File>,
+        path: &Path,
+        read: impl FnOnce(&File, u64) -> std::result::Result<FolderIndex, mbox::ReadError>,
+    ) -> std::result::Result<Indexed, mbox::ReadError> {
+        let lock = crate::lock::read_lock(&file, path, self.opts.lock);
+        // Measured after locking: a delivery in progress has finished.
+        let id = FileId::of(&file.metadata()?);
+        let index = read(&file, id.len)?;
+        let last_from = index.resume.as_ref().map(|r| r.from_line);
+        let fp = fingerprint(&file, id.len, last_from).ok();
+        let complete = lock.is_complete() && ends_with_blank_line(&file, id.len);
+        drop(lock);
+        Ok(Indexed {
+            index,
+            file,
+            id,
+            fp,
+            complete,
+        })
     }
 
     fn empty_snapshot(&self, g: usize, old: Option<&Snapshot>) -> Snapshot {
-        let index = self.folder(g).empty_index(&self.opts.index);
-        self.make_snapshot(g, index, None, None, old)
+        self.make_snapshot(g, None, old)
     }
 
+    /// Publishes what was read as a snapshot: holds back a last message that may be incomplete,
+    /// keeps inodes while every UID still means the same message, never lowers the next UID,
+    /// and makes a new generation (a new UIDVALIDITY) when a UID would come to mean another
+    /// message.
     fn make_snapshot(
         &self,
         g: usize,
-        index: FolderIndex,
-        file: Option<File>,
-        id: Option<FileId>,
+        indexed: Option<Indexed>,
         old: Option<&Snapshot>,
     ) -> Snapshot {
-        // Keep the slot (and so every message's inode) while each UID still means the same
-        // message; otherwise start a new generation.
-        let same = old.is_some_and(|o| {
-            o.index.uidvalidity == index.uidvalidity
-                && index.messages.iter().all(|m| match o.index.by_uid(m.uid) {
-                    Some(p) => p.time == m.time && p.size(&o.index) == m.size(&index),
-                    None => m.uid >= o.index.uid_next,
+        let (mut index, file, id, fp, complete) = match indexed {
+            Some(i) => (i.index, Some(i.file), Some(i.id), i.fp, i.complete),
+            None => (
+                self.folder(g).empty_index(&self.opts.index),
+                None,
+                None,
+                None,
+                true,
+            ),
+        };
+        let mtime = model::folder_mtime(id.as_ref());
+        let settle = if complete { SETTLE_COMPLETE } else { SETTLE };
+        let hold = !index.messages.is_empty() && mtime.elapsed().unwrap_or_default() < settle;
+        let shown = index.messages.len() - usize::from(hold);
+        let source_uidvalidity = index.uidvalidity;
+        // A UIDVALIDITY this view already replaced stays replaced.
+        if let Some(o) = old.filter(|o| o.source_uidvalidity == source_uidvalidity) {
+            index.uidvalidity = o.index.uidvalidity;
+        }
+        let same_generation = old.is_some_and(|o| o.index.uidvalidity == index.uidvalidity);
+        let reused = old.filter(|_| same_generation).is_some_and(|o| {
+            let max_shown = o.messages().last().map_or(0, |m| m.uid);
+            index.messages[..shown]
+                .iter()
+                .any(|m| match o.by_uid(m.uid) {
+                    Some(p) => p.time != m.time || p.size(&o.index) != m.size(&index),
+                    None => m.uid <= max_shown,
                 })
         });
+        let o = old.filter(|_| same_generation);
+        if let Some(o) = o {
+            if reused {
+                let next = o.index.uidvalidity.wrapping_add(1).max(1);
+                log::warn!(
+                    "{}: a rewrite gave old UIDs to other messages; shown as a new generation (UIDVALIDITY {} -> {next})",
+                    self.folder(g).display,
+                    o.index.uidvalidity
+                );
+                index.uidvalidity = next;
+            } else {
+                index.uid_next = index.uid_next.max(o.index.uid_next);
+            }
+        }
         let slot = match old {
-            Some(o) if same => o.slot,
+            Some(o) if same_generation && !reused => o.slot,
             _ => {
                 let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
                 slots.push(g);
                 slots.len() as u32
             }
         };
-        let mtime = model::folder_mtime(id.as_ref());
         let (mut cur, mut new) = (Vec::new(), Vec::new());
-        for (i, m) in index.messages.iter().enumerate() {
+        for (i, m) in index.messages[..shown].iter().enumerate() {
             if m.is_recent() {
                 new.push(i as u32)
             } else {
@@ -517,9 +756,13 @@ impl MailFs {
             }
         }
         Snapshot {
-            index,
+            index: Arc::new(index),
+            shown,
+            provisional: hold.then_some(settle),
+            source_uidvalidity,
             file,
             id,
+            fp,
             slot,
             mtime,
             cur,
@@ -579,7 +822,7 @@ impl MailFs {
             }
             Control::Uidlist => {
                 let snap = self.snapshot(g)?;
-                let ours = folder.uidlist(&snap.index);
+                let ours = folder.uidlist_of(&snap.index, snap.messages());
                 let theirs = std::fs::read(self.overlay_dir(g).join(model::UIDLIST)).ok();
                 Ok(Some(merge_uidlist(&ours, theirs.as_deref())))
             }
@@ -649,7 +892,7 @@ impl MailFs {
                 if snap.slot != slot {
                     return Err(Errno::ENOENT);
                 }
-                let m = snap.index.by_uid(uid).ok_or(Errno::ENOENT)?;
+                let m = snap.by_uid(uid).ok_or(Errno::ENOENT)?;
                 Ok(self.message_attr(g, &snap, m))
             }
             Node::Overlay(g, name) => self.overlay_attr(g, &name),
@@ -727,12 +970,8 @@ impl MailFs {
         if uv != snap.index.uidvalidity {
             return None;
         }
-        let at = snap
-            .index
-            .messages
-            .binary_search_by_key(&uid, |m| m.uid)
-            .ok()?;
-        let m = &snap.index.messages[at];
+        let at = snap.position(uid)?;
+        let m = &snap.messages()[at];
         let (want_sub, want_name) = self.folder(g).message_file(&snap.index, m);
         (want_sub == sub && OsStr::new(&want_name) == name).then_some((m, at as u32))
     }
@@ -878,11 +1117,7 @@ impl MailFs {
                 if snap.slot != slot {
                     return Err(Errno::ENOENT);
                 }
-                let at = snap
-                    .index
-                    .messages
-                    .binary_search_by_key(&uid, |m| m.uid)
-                    .map_err(|_| Errno::ENOENT)?;
+                let at = snap.position(uid).ok_or(Errno::ENOENT)?;
                 Ok((
                     self.add_handle(Handle::Message {
                         snap,
@@ -965,13 +1200,17 @@ impl MailFs {
         if let Some(bytes) = self.read_checked(snap, m, offset, size)? {
             return Ok(bytes);
         }
-        self.mark_stale(g);
-        let now = self.snapshot(g)?;
-        if let Some(m2) = now
-            .index
-            .by_uid(m.uid)
-            .filter(|m2| m2.time == m.time && m2.size(&now.index) == m.size(&snap.index))
-        {
+        // The mbox changed: read the same message (same UID, date and size) from a fresh
+        // snapshot, a few times if writers keep changing it.
+        for _ in 0..5 {
+            self.mark_stale(g);
+            let now = self.snapshot(g)?;
+            let Some(m2) = now
+                .by_uid(m.uid)
+                .filter(|m2| m2.time == m.time && m2.size(&now.index) == m.size(&snap.index))
+            else {
+                break;
+            };
             if let Some(bytes) = self.read_checked(&now, m2, offset, size)? {
                 return Ok(bytes);
             }
@@ -1004,7 +1243,15 @@ impl MailFs {
         };
         buf.truncate(n);
         let now = FileId::of(&file.metadata()?);
-        Ok((now == *id).then_some(buf))
+        if now == *id {
+            return Ok(Some(buf));
+        }
+        // Mail appended since is fine: the bytes before the old end are as they were.
+        let grew = now.dev == id.dev && now.ino == id.ino && now.len > id.len;
+        let last_from = snap.index.resume.as_ref().map(|r| r.from_line);
+        let intact =
+            grew && snap.fp.is_some() && fingerprint(file, id.len, last_from).ok() == snap.fp;
+        Ok(intact.then_some(buf))
     }
 
     // ---- writing (the overlay) ----

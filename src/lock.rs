@@ -118,6 +118,13 @@ pub fn read_lock<'f>(file: &'f File, path: &Path, mode: LockMode) -> ReadLock<'f
     lock
 }
 
+impl ReadLock<'_> {
+    /// Whether every lock asked for was had (so no writer of those kinds is mid-write).
+    pub fn is_complete(&self) -> bool {
+        self.flock && self.fcntl
+    }
+}
+
 impl Drop for ReadLock<'_> {
     fn drop(&mut self) {
         if self.fcntl {

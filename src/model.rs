@@ -368,8 +368,13 @@ impl Folder {
 
     /// `dovecot-uidlist`.
     pub fn uidlist(&self, index: &FolderIndex) -> Vec<u8> {
+        self.uidlist_of(index, &index.messages)
+    }
+
+    /// `dovecot-uidlist` listing only `messages` (a prefix of the index's).
+    pub fn uidlist_of(&self, index: &FolderIndex, messages: &[Msg]) -> Vec<u8> {
         let mut s = format!("3 V{} N{}\n", index.uidvalidity, index.uid_next);
-        for m in &index.messages {
+        for m in messages {
             let _ = writeln!(s, "{} :{}", m.uid, self.base_name(index, m));
         }
         s.into_bytes()

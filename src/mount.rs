@@ -11,9 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fuser::{Config, MountOption, SessionACL};
+use fuser::{Config, INodeNo, MountOption, SessionACL};
 
-use crate::fs::{FsOptions, MailFs};
+use crate::fs::{FsOptions, Invalidation, MailFs};
 use crate::fuse::Adapter;
 use crate::model::Tree;
 use crate::sys;
@@ -120,9 +120,30 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
     options.clone_fd = true;
 
     let signals = block_signals();
-    let mut session = fuser::Session::new(Adapter { fs: Arc::new(fs) }, mp, &options)
+    let fs = Arc::new(fs);
+    let mut session = fuser::Session::new(Adapter { fs: fs.clone() }, mp, &options)
         .map_err(|e| format!("cannot mount {}: {e}", mp.display()))?;
     let mut unmounter = session.unmount_callable();
+
+    // Invalidations go to the kernel from their own thread: a request handler must not wait on
+    // the kernel while the kernel waits on it.
+    let notifier = session.notifier();
+    let (tx, rx) = std::sync::mpsc::channel::<Invalidation>();
+    fs.set_invalidations(tx);
+    std::thread::Builder::new()
+        .name("invalidate".into())
+        .spawn(move || {
+            for inv in rx {
+                // ENOENT only means the kernel has nothing cached for it.
+                let _ = match &inv {
+                    Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(*ino), 0, 0),
+                    Invalidation::Entry(parent, name) => {
+                        notifier.inval_entry(INodeNo(*parent), name)
+                    }
+                };
+            }
+        })
+        .map_err(|e| e.to_string())?;
 
     let waiter_mp = mp.clone();
     std::thread::Builder::new()

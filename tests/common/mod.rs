@@ -85,6 +85,24 @@ impl Host {
             .status()
             .expect("python3");
         assert!(status.success(), "mkcorpus.py failed");
+        // A real spool is not being written the moment it is mounted: date the files a minute
+        // back, so that no last message is held back as possibly incomplete.
+        let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        let mut stack = vec![dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    std::fs::File::options()
+                        .write(true)
+                        .open(e.path())
+                        .unwrap()
+                        .set_modified(minute_ago)
+                        .unwrap();
+                }
+            }
+        }
         Host { dir }
     }
 
