@@ -917,7 +917,7 @@ impl MailFs {
         let user = &self.tree.users[s.user];
         user.folders
             .iter()
-            .position(|f| !f.is_inbox() && OsStr::new(&f.dir) == name)
+            .position(|f| !f.is_inbox() && f.refused.is_none() && OsStr::new(&f.dir) == name)
             .map(|f| self.first_of_user[s.user] + f)
     }
 
@@ -1006,7 +1006,14 @@ impl MailFs {
                 let s = &self.folders[g];
                 if s.folder == 0 {
                     let user = &self.tree.users[s.user];
-                    for (f, folder) in user.folders.iter().enumerate().skip(1) {
+                    // A refused source is not migrated: its folder is not shown either.
+                    for (f, folder) in user
+                        .folders
+                        .iter()
+                        .enumerate()
+                        .skip(1)
+                        .filter(|(_, f)| f.refused.is_none())
+                    {
                         out.push(entry(
                             Self::block(self.first_of_user[s.user] + f),
                             Kind::Dir,

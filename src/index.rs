@@ -483,6 +483,24 @@ mod tests {
     }
 
     #[test]
+    fn a_million_tiny_messages_stay_within_64_bytes_each() {
+        let one = "From a Mon Jan  1 00:00:00 2001\nX-UID: 1\n\n";
+        let data = one.repeat(1_000_000);
+        let mut ix = Indexer::new(TimeZone::UTC, 1);
+        let mut hay = crate::scan::SliceHaystack(data.as_bytes());
+        let mut sc = crate::scan::Scanner::new(Unquote::None);
+        let mut raw = crate::scan::RawMessage::default();
+        while sc.next_message(&mut hay, &mut raw).unwrap() {
+            ix.push(&raw);
+        }
+        let ix = ix.finish(data.len() as u64);
+        assert_eq!(ix.messages.len(), 1_000_000);
+        let per_message = ix.heap_bytes() / ix.messages.len();
+        assert!(per_message <= 64, "{per_message} bytes a message");
+        assert_eq!(ix.messages.last().unwrap().uid, 1_000_000);
+    }
+
+    #[test]
     fn sizes_and_flags() {
         let data = "From a Wed Dec  2 05:53:22 1992\nSubject: x\nStatus: RO\nX-Status: DA\n\nbody\r\nmore\n\n";
         let ix = index(data);

@@ -192,7 +192,13 @@ impl UserTree {
                 match source::check_source(path, &u.home, uid, opts.trust_owners) {
                     Ok(Some(_)) => f.source = Some(path.clone()),
                     Ok(None) => f.refuse(path, "does not exist".into()),
-                    Err(why) => f.refuse(path, why),
+                    Err(why) => {
+                        let why = match source::uw_directory_store(path) {
+                            Some(store) => format!("{store}: refused"),
+                            None => why,
+                        };
+                        f.refuse(path, why)
+                    }
                 }
             }
             folders.push(f);

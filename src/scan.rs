@@ -907,6 +907,68 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn nul_bytes_and_invalid_utf8_are_just_content() {
+        let data = b"From a Wed Dec  2 05:53:22 1992\nSubject: \xff\xfe\x00\nX-Keywords: \xe9t\xe9 ok\nStatus: R\n\n\x00\x00body\xc3(\n\n";
+        let msgs = scan_all(data, Unquote::None).unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            served(data, &msgs[0]),
+            b"Subject: \xff\xfe\x00\n\n\x00\x00body\xc3(\n"
+        );
+        assert_eq!(msgs[0].keywords, [b"\xe9t\xe9".to_vec(), b"ok".to_vec()]);
+    }
+
+    #[test]
+    fn lines_of_megabytes() {
+        let long = "x".repeat(3 << 20);
+        let long_from = format!("From {long} Wed Dec  2 05:53:22 1992");
+        let data = format!(
+            "{F1}Subject: {long}\nStatus: RO\n\n{long}\n{long_from}\nend\n\n{F2}S: 2\n\nz\n"
+        );
+        let want = scan_all(data.as_bytes(), Unquote::None).unwrap();
+        assert_eq!(
+            want.len(),
+            2,
+            "a From line too long to be a From_ line stays in the body"
+        );
+        assert_eq!(want[0].flags, flag::SEEN | flag::OLD);
+        let mut hay = Windowed {
+            data: data.as_bytes(),
+            window: 65536,
+        };
+        let mut sc = Scanner::new(Unquote::None);
+        let mut got = Vec::new();
+        let mut m = RawMessage::default();
+        while sc.next_message(&mut hay, &mut m).unwrap() {
+            got.push(m.clone());
+        }
+        assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    }
+
+    #[test]
+    fn a_header_without_end() {
+        let mut data = String::from(F1);
+        for i in 0..100_000 {
+            data += &format!("X-Filler-{i}: value\n");
+        }
+        data += "X-UID: 9\nStatus: O\n";
+        let msgs = scan_all(data.as_bytes(), Unquote::None).unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].uid, Some(9));
+        assert_eq!(msgs[0].flags, flag::OLD);
+        assert_eq!(msgs[0].header_end, msgs[0].end);
+    }
+
+    #[test]
+    fn dates_in_year_1_and_9999() {
+        let data = "From a Mon Jan  1 00:00:00 0001\n\nx\n\nFrom b Fri Dec 31 23:59:59 9999\n\ny\n";
+        let msgs = scan_all(data.as_bytes(), Unquote::None).unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].date.unwrap().year, 1);
+        assert_eq!(msgs[1].date.unwrap().year, 9999);
+    }
+
+    #[test]
     fn every_window_size_gives_the_same_messages() {
         let data = format!(
             "\n{F1}Content-Length: 5\nX-UID: 3\n\n1234\n\n{F2}S: y\nStatus: O\n\nFrom bogus\n{F1}\n\n{F2}a\r\n\r\nb\r\n"

@@ -329,6 +329,7 @@ impl Layout {
 fn discover(home: &Path, inbox: &Path, problems: &mut Vec<Problem>) -> Vec<(Vec<u8>, PathBuf)> {
     const MAX_DEPTH: usize = 16;
     let mut found = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     let mut stack = vec![(home.to_path_buf(), Vec::<u8>::new(), 0usize)];
     while let Some((dir, rel, depth)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -382,8 +383,40 @@ fn discover(home: &Path, inbox: &Path, problems: &mut Vec<Problem>) -> Vec<(Vec<
             }
         }
     }
+    if !skipped.is_empty() {
+        skipped.sort();
+        let shown: Vec<&str> = skipped.iter().take(5).map(String::as_str).collect();
+        let more = if skipped.len() > 5 {
+            format!(" and {} more", skipped.len() - 5)
+        } else {
+            String::new()
+        };
+        problems.push(Problem::new(
+            Severity::Note,
+            Some(home),
+            format!(
+                "skipped {} files that are not mbox ({}{more})",
+                skipped.len(),
+                shown.join(", ")
+            ),
+        ));
+    }
     found.sort();
     found
+}
+
+/// UW-IMAP's mailbox formats that are directories: mix (and MH, which UW also served).
+pub fn uw_directory_store(dir: &Path) -> Option<String> {
+    if dir.join(".mixmeta").exists() {
+        Some(
+            "UW-IMAP mix mailbox (a directory with .mixmeta): convert it with UW's mailutil first"
+                .into(),
+        )
+    } else if dir.join(".mh_sequences").exists() {
+        Some("MH mailbox (a directory with .mh_sequences): not an mbox".into())
+    } else {
+        None
+    }
 }
 
 enum Kind {

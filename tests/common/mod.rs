@@ -465,3 +465,34 @@ pub fn as_user(user: &str, script: &str) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A system user for tests (made once, kept): returns its uid.
+pub fn ensure_user(name: &str) -> u32 {
+    let id = || {
+        std::process::Command::new("id")
+            .args(["-u", name])
+            .output()
+            .unwrap()
+    };
+    let out = id();
+    if !out.status.success() {
+        let ok = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok || id().status.success(), "useradd {name} failed");
+    }
+    String::from_utf8(id().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -1,0 +1,341 @@
+//! Each user sees only their own mail; hostile or broken sources are refused, not followed.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::{Dovecot, Host, Mount, as_user, mboxfs};
+
+const ALICE: &str = "mbxtest-alice";
+const BOB: &str = "mbxtest-bob";
+
+/// A mkcorpus host whose two users are real Unix users, owning their mail.
+fn two_user_host() -> Host {
+    common::ensure_user(ALICE);
+    common::ensure_user(BOB);
+    let host = Host::make(&[
+        "--users",
+        "2",
+        "--folders",
+        "3",
+        "--messages",
+        "15",
+        "--seed",
+        "61",
+    ]);
+    let p = host.path();
+    for (from, to) in [("user000", ALICE), ("user001", BOB)] {
+        std::fs::rename(
+            p.join("var/spool/mail").join(from),
+            p.join("var/spool/mail").join(to),
+        )
+        .unwrap();
+        std::fs::rename(p.join("home").join(from), p.join("home").join(to)).unwrap();
+        for file in ["userlist", "folderlist", "manifest.jsonl"] {
+            let text = std::fs::read_to_string(p.join(file))
+                .unwrap()
+                .replace(from, to);
+            std::fs::write(p.join(file), text).unwrap();
+        }
+        common::chown_tree(&p.join("var/spool/mail").join(to), to);
+        common::chown_tree(&p.join("home").join(to), to);
+    }
+    // Alice left a trap in her home: a link to Bob's inbox.
+    std::os::unix::fs::symlink(
+        p.join("var/spool/mail").join(BOB),
+        p.join("home").join(ALICE).join("bobs-mail"),
+    )
+    .unwrap();
+    let mut list = std::fs::read_to_string(p.join("folderlist")).unwrap();
+    list += &format!("{ALICE}/bobs-mail\n");
+    std::fs::write(p.join("folderlist"), list).unwrap();
+    host
+}
+
+fn q(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
+
+#[test]
+fn one_user_cannot_read_anothers_mail() {
+    common::require_root_and_tools(&["setpriv", "dovecot"]);
+    let host = two_user_host();
+    // The trap is refused, by name and reason.
+    let out = mboxfs()
+        .arg("plan")
+        .args(host.source_args())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("bobs-mail") && l.contains("symbolic link")),
+        "{text}"
+    );
+
+    let m = Mount::start(&host.source_args(), &[]);
+    let (a, b) = (m.mountpoint.join(ALICE), m.mountpoint.join(BOB));
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().uid(),
+        common::ensure_user(ALICE)
+    );
+    assert_eq!(
+        std::fs::metadata(&b).unwrap().uid(),
+        common::ensure_user(BOB)
+    );
+    // The refused link is not followed into a folder.
+    assert!(!a.join(".bobs-mail").exists());
+    let bob_msg = std::fs::read_dir(b.join("cur"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    // Alice reads her own mail...
+    let (ok, err) = as_user(
+        ALICE,
+        &format!("ls {} >/dev/null && cat {}/cur/* >/dev/null", q(&a), q(&a)),
+    );
+    assert!(ok, "{err}");
+    // ...and nothing of Bob's: not a listing, not a name, not a byte.
+    for script in [
+        format!("ls {}", q(&b)),
+        format!("ls {}", q(&b.join("cur"))),
+        format!("stat {}", q(&b.join("cur"))),
+        format!("cat {}", q(&bob_msg)),
+        format!("cat {}", q(&b.join("dovecot-uidlist"))),
+    ] {
+        let (ok, err) = as_user(ALICE, &script);
+        assert!(!ok && err.contains("Permission denied"), "{script}: {err}");
+    }
+
+    // Dovecot with the passwd userdb serves each user their own mail, as that user.
+    let dovecot = Dovecot::start(&format!("maildir:{}/%u", m.mountpoint.display()), None, "");
+    for user in [ALICE, BOB] {
+        let users = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(users.path(), format!("{user}\n")).unwrap();
+        let (out, passed, failed) =
+            dovecot.imapcheck(users.path(), &host.path().join("manifest.jsonl"));
+        assert_eq!(failed, 0, "{out}");
+        assert!(passed > 0);
+    }
+    let errors: Vec<_> = dovecot
+        .complaints()
+        .into_iter()
+        .filter(|l| !l.contains("home"))
+        .collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn materialize_writes_the_same_ownership() {
+    common::require_root_and_tools(&["setpriv"]);
+    let host = two_user_host();
+    let dir = common::open_dir("mboxfs-owners");
+    let dest = dir.path().join("d");
+    let out = mboxfs()
+        .arg("materialize")
+        .arg(&dest)
+        .args(host.source_args())
+        .output()
+        .unwrap();
+    // One folder (the trap) is refused: the run says so, and writes the rest.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bobs-mail"));
+    for (user, uid) in [
+        (ALICE, common::ensure_user(ALICE)),
+        (BOB, common::ensure_user(BOB)),
+    ] {
+        let md = std::fs::metadata(dest.join(user)).unwrap();
+        assert_eq!((md.uid(), md.mode() & 0o777), (uid, 0o700));
+        let f = std::fs::read_dir(dest.join(user).join("cur"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path();
+        let md = std::fs::metadata(&f).unwrap();
+        assert_eq!((md.uid(), md.mode() & 0o777), (uid, 0o600));
+    }
+    assert!(!dest.join(ALICE).join(".bobs-mail").exists());
+    let (ok, err) = as_user(ALICE, &format!("ls {}", q(&dest.join(BOB))));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+}
+
+#[test]
+fn bad_lists_stop_the_mount_before_anything_is_mounted() {
+    common::require_root_and_tools(&[]);
+    let host = Host::make(&["--users", "1", "--folders", "1", "--messages", "3"]);
+    std::fs::write(host.path().join("userlist"), "user000\nroot:x:0\nuser000\n").unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    let out = mboxfs()
+        .arg("mount")
+        .arg(mnt.path())
+        .args(host.source_args())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("userlist: line 2: \"root:x:0\" is not a valid login name"),
+        "{err}"
+    );
+    assert!(
+        err.contains("userlist: line 3: user \"user000\" is listed twice"),
+        "{err}"
+    );
+    assert!(!common::is_mounted(mnt.path()));
+}
+
+#[test]
+fn plan_reads_every_real_corpus_file_with_a_reason_for_each_refusal() {
+    let corpus = common::real_corpus();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("userlist"), "corpus\n").unwrap();
+    // Every file of the corpus, as one user's folders.
+    let mut files = Vec::new();
+    let mut stack = vec![corpus.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(
+                    e.path()
+                        .strip_prefix(&corpus)
+                        .unwrap()
+                        .to_string_lossy()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    files.sort();
+    let list: String = files.iter().map(|f| format!("corpus/{f}\n")).collect();
+    std::fs::write(dir.path().join("folderlist"), list).unwrap();
+    let out = mboxfs()
+        .arg("plan")
+        .arg("--json")
+        .arg(format!("--inbox={}/no-inbox/%u", dir.path().display()))
+        .arg(format!("--home={}", corpus.display()))
+        .arg(format!("--userlist={}/userlist", dir.path().display()))
+        .arg(format!("--folderlist={}/folderlist", dir.path().display()))
+        .args(["--timezone", "UTC", "--strip-prefix", ""])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let folders = plan["users"][0]["folders"].as_array().unwrap();
+    let mut refused = 0;
+    for f in folders.iter().filter(|f| {
+        f["source"].is_string()
+            || f["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["severity"] == "error")
+    }) {
+        let problems = f["problems"].as_array().unwrap();
+        let errors: Vec<_> = problems
+            .iter()
+            .filter(|p| p["severity"] == "error")
+            .collect();
+        if f["messages"] == 0 {
+            // Nothing migrated: it must say why (an error, or a note that the mbox is empty).
+            assert!(
+                !problems.is_empty(),
+                "{} has no messages and no reason",
+                f["name"]
+            );
+        }
+        for e in &errors {
+            assert!(e["message"].as_str().unwrap().len() > 10, "{e}");
+            refused += 1;
+        }
+    }
+    // Dovecot refused 46 files; c-client's rules read 11 of them and refuse 2 that Dovecot read;
+    // SOURCES.md and the oracle file are not mail either.
+    assert_eq!(refused, 46 - 11 + 2 + 2, "refusals");
+    assert!(plan["totals"]["messages"].as_u64().unwrap() > 3000);
+}
+
+#[test]
+fn a_sparse_mbox_over_4_gib_serves_its_last_message() {
+    common::require_root_and_tools(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+    std::fs::create_dir_all(dir.path().join("home/big")).unwrap();
+    std::fs::write(dir.path().join("userlist"), "big\n").unwrap();
+    std::fs::write(dir.path().join("folderlist"), "").unwrap();
+    let inbox = dir.path().join("spool/big");
+    let first = b"From a@example.org Mon Jan  1 00:00:00 2001\nSubject: a hole\nStatus: RO\n\n";
+    let last = b"\n\nFrom b@example.org Mon Jan  1 00:00:01 2001\nSubject: the last\nX-UID: 2\nStatus: O\n\nthe end\n\n";
+    let hole_end: u64 = (4u64 << 30) + 12345;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&inbox).unwrap();
+        f.write_all_at(first, 0).unwrap();
+        f.write_all_at(last, hole_end).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        f.set_modified(past).unwrap();
+    }
+    let args = vec![
+        format!("--inbox={}/spool/%u", dir.path().display()),
+        format!("--home={}/home/%u", dir.path().display()),
+        format!("--userlist={}/userlist", dir.path().display()),
+        format!("--folderlist={}/folderlist", dir.path().display()),
+        "--timezone=UTC".to_string(),
+    ];
+    let out = mboxfs()
+        .arg("plan")
+        .arg("--json")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["users"][0]["folders"][0]["messages"], 2);
+    let m = Mount::start(&args, &[]);
+    let mut names: Vec<_> = std::fs::read_dir(m.mountpoint.join("big/cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    assert_eq!(names.len(), 2);
+    assert_eq!(
+        std::fs::read(&names[0]).unwrap(),
+        b"Subject: the last\n\nthe end\n"
+    );
+    let big = &names[1];
+    // The first message: its header, and the hole up to the blank separator line (the hole's
+    // last line ends with the separator's first newline).
+    let header = (first.len()
+        - "Status: RO\n".len()
+        - "From a@example.org Mon Jan  1 00:00:00 2001\n".len()) as u64;
+    let expected = header + (hole_end - first.len() as u64) + 1;
+    assert_eq!(std::fs::metadata(big).unwrap().len(), expected);
+    // Its last bytes, read past 4 GiB into the mbox, are the hole's zeros.
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(big).unwrap();
+    f.seek(std::io::SeekFrom::Start(expected - 16)).unwrap();
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\n");
+}
