@@ -101,9 +101,9 @@ pub struct MountArgs {
     /// [default: /var/lib/mboxfs/state as root, else ~/.local/state/mboxfs].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Threads serving FUSE requests.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub threads: usize,
+    /// Threads serving FUSE requests [default: the machine's cores, 2 to 8].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// How long an mbox is trusted before it is looked at again, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub recheck_ms: u64,

@@ -82,25 +82,20 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     pub nlink: u32,
-    /// How long the kernel may keep this attribute.
+    /// How long the kernel may keep these attributes.
     pub ttl: Duration,
+    /// How long the kernel may keep the name that led here. Names that change are invalidated
+    /// when the change is noticed, so this can be long.
+    pub entry_ttl: Duration,
 }
 
-/// How an open file is to be cached by the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Caching {
-    /// Contents never change for this inode: keep the page cache across opens.
-    Keep,
-    /// Generated on open: bypass the page cache.
-    Direct,
-    /// A real file written through the mount: the usual page cache.
-    Normal,
-}
-
-/// How long unchanging message attributes may be cached.
+/// How long what does not change (or is invalidated when it does) may be cached.
 const LONG_TTL: Duration = Duration::from_secs(24 * 3600);
-/// How long things that may change are cached.
+/// How long directory attributes are cached: their `stat` is what makes the view look at the
+/// mbox again, so it must reach the view every so often.
 const SHORT_TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may remember that a name does not exist.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 
 /// Settings of a mount.
 #[derive(Clone, Debug)]
@@ -134,6 +129,8 @@ pub struct Snapshot {
     /// Messages in `cur/` and `new/` (positions in `index.messages`).
     cur: Vec<u32>,
     new: Vec<u32>,
+    /// Our `dovecot-uidlist`, made on first use.
+    uidlist: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Snapshot {
@@ -238,14 +235,8 @@ struct FolderState {
     indexing: Mutex<()>,
 }
 
-/// An open file or directory.
+/// An open file (one Dovecot created) or directory.
 enum Handle {
-    Message {
-        snap: Arc<Snapshot>,
-        at: u32,
-        g: usize,
-    },
-    Bytes(Arc<Vec<u8>>),
     Overlay(File),
     Dir(Option<Arc<Snapshot>>),
 }
@@ -326,6 +317,8 @@ pub struct MailFs {
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
     invalidations: Mutex<Option<std::sync::mpsc::Sender<Invalidation>>>,
+    /// Open overlay files by inode, for reads and writes that come without a file handle.
+    overlay_files: Mutex<lru::LruCache<Ino, Arc<File>>>,
     started: SystemTime,
 }
 
@@ -370,6 +363,9 @@ impl MailFs {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             invalidations: Mutex::new(None),
+            overlay_files: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(256).expect("non-zero"),
+            )),
             started: SystemTime::now() - Duration::from_secs(1),
         })
     }
@@ -522,10 +518,33 @@ impl MailFs {
                 }
             }
         }
+        // Names that appeared: the kernel may remember that they did not exist.
+        for m in new.messages() {
+            let (sub, name) = folder.message_file(&new.index, m);
+            let known = !regenerated
+                && old
+                    .by_uid(m.uid)
+                    .is_some_and(|o| folder.message_file(&old.index, o) == (sub, name.clone()));
+            if !known {
+                out.push(Invalidation::Entry(block + sub_offset(sub), name.into()));
+            }
+        }
+        out.push(Invalidation::Entry(block, model::KEYWORDS.into()));
         for i in out {
             if tx.send(i).is_err() {
                 break;
             }
+        }
+    }
+
+    fn send(&self, inv: Invalidation) {
+        if let Some(tx) = self
+            .invalidations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(inv);
         }
     }
 
@@ -767,6 +786,7 @@ impl MailFs {
             mtime,
             cur,
             new,
+            uidlist: std::sync::OnceLock::new(),
         }
     }
 
@@ -783,6 +803,7 @@ impl MailFs {
             gid: owner.gid,
             nlink: 2,
             ttl: SHORT_TTL,
+            entry_ttl: LONG_TTL,
         }
     }
 
@@ -798,6 +819,7 @@ impl MailFs {
             gid: owner.gid,
             nlink: 1,
             ttl: LONG_TTL,
+            entry_ttl: LONG_TTL,
         }
     }
 
@@ -822,9 +844,11 @@ impl MailFs {
             }
             Control::Uidlist => {
                 let snap = self.snapshot(g)?;
-                let ours = folder.uidlist_of(&snap.index, snap.messages());
+                let ours = snap
+                    .uidlist
+                    .get_or_init(|| folder.uidlist_of(&snap.index, snap.messages()));
                 let theirs = std::fs::read(self.overlay_dir(g).join(model::UIDLIST)).ok();
-                Ok(Some(merge_uidlist(&ours, theirs.as_deref())))
+                Ok(Some(merge_uidlist(ours, theirs.as_deref())))
             }
         }
     }
@@ -841,11 +865,12 @@ impl MailFs {
             kind: Kind::File,
             size: bytes.len() as u64,
             mtime,
-            perm: 0o600,
+            perm: 0o400,
             uid: owner.uid,
             gid: owner.gid,
             nlink: 1,
-            ttl: Duration::ZERO,
+            ttl: SHORT_TTL,
+            entry_ttl: LONG_TTL,
         })
     }
 
@@ -871,7 +896,8 @@ impl MailFs {
             uid: owner.uid,
             gid: owner.gid,
             nlink: 1,
-            ttl: Duration::ZERO,
+            ttl: SHORT_TTL,
+            entry_ttl: LONG_TTL,
         })
     }
 
@@ -1085,6 +1111,49 @@ impl MailFs {
         Ok(())
     }
 
+    /// Like [`readdir`](Self::readdir), with each entry's attributes (`.` and `..` included).
+    pub fn readdirplus(
+        &self,
+        ino: Ino,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEntry, &Attr, u64) -> bool,
+    ) -> Result<()> {
+        let snap = match self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Dir(s)) => s.clone(),
+            _ => None,
+        };
+        let entries = self.list(ino, snap.as_ref())?;
+        let folder_of = |ino: Ino| match self.decode(ino) {
+            Some(Node::Sub(g, _)) => Some(g),
+            _ => None,
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let attr = match (folder_of(ino), &snap, e.ino >> 32) {
+                // Messages: from the listing's own snapshot, without looking anything up.
+                (Some(g), Some(s), slot) if slot == u64::from(s.slot) && e.name != "." => {
+                    match s.by_uid(e.ino as u32) {
+                        Some(m) => self.message_attr(g, s, m),
+                        None => continue,
+                    }
+                }
+                _ => match self.getattr(e.ino) {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+            };
+            if add(e, &attr, i as u64 + 1) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
         let snap = match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Sub(g, _) => Some(self.snapshot(g)?),
@@ -1112,84 +1181,108 @@ impl MailFs {
 
     // ---- reading ----
 
-    /// Opens a file. `flags` are the open(2) flags.
-    pub fn open(&self, ino: Ino, flags: i32) -> Result<(u64, Caching)> {
-        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+    /// Reads a file by inode. The mount answers `open` with ENOSYS, so that the kernel stops
+    /// sending opens and releases (two round trips a message) and keeps cached pages: reads then
+    /// come without a file handle. Files made with `create` still have one.
+    pub fn read_ino(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if fh != 0
+            && self
+                .handles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&fh)
+        {
+            return self.read(fh, offset, size);
+        }
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Message(g, slot, uid) => {
-                if writing {
-                    return Err(Errno::EACCES);
-                }
                 let snap = self.snapshot(g)?;
                 if snap.slot != slot {
-                    return Err(Errno::ENOENT);
+                    // A message of a generation that is gone: no bytes are the right ones.
+                    return Err(Errno::EIO);
                 }
-                let at = snap.position(uid).ok_or(Errno::ENOENT)?;
-                Ok((
-                    self.add_handle(Handle::Message {
-                        snap,
-                        at: at as u32,
-                        g,
-                    }),
-                    Caching::Keep,
-                ))
+                let at = snap.position(uid).ok_or(Errno::EIO)?;
+                self.read_message(g, &snap, at as u32, offset, size)
             }
             Node::Control(g, c) => {
-                if writing {
-                    return Err(Errno::EACCES);
-                }
                 let bytes = self.control_bytes(g, c)?.ok_or(Errno::ENOENT)?;
-                Ok((
-                    self.add_handle(Handle::Bytes(Arc::new(bytes))),
-                    Caching::Direct,
-                ))
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(size as usize).min(bytes.len());
+                Ok(bytes[start..end].to_vec())
             }
             Node::Overlay(g, name) => {
-                let mut o = std::fs::OpenOptions::new();
-                let acc = flags & libc::O_ACCMODE;
-                o.read(acc != libc::O_WRONLY)
-                    .write(acc != libc::O_RDONLY)
-                    .custom_flags(libc::O_NOFOLLOW | (flags & (libc::O_APPEND | libc::O_TRUNC)));
-                let file = o.open(self.overlay_dir(g).join(&name))?;
-                Ok((self.add_handle(Handle::Overlay(file)), Caching::Normal))
+                let file = self.overlay_file(ino, g, &name)?;
+                read_at_most(&file, offset, size)
             }
             Node::Root | Node::FolderDir(_) | Node::Sub(..) => Err(Errno::EISDIR),
         }
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let handle = {
-            let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
-            match handles.get(&fh).ok_or(Errno::EBADF)? {
-                Handle::Message { snap, at, g } => (Some((snap.clone(), *at, *g)), None, None),
-                Handle::Bytes(b) => (None, Some(b.clone()), None),
-                Handle::Overlay(f) => (None, None, Some(f.try_clone()?)),
-                Handle::Dir(_) => return Err(Errno::EISDIR),
-            }
-        };
-        match handle {
-            (Some((snap, at, g)), _, _) => self.read_message(g, &snap, at, offset, size),
-            (_, Some(bytes), _) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                Ok(bytes[start..end].to_vec())
-            }
-            (_, _, Some(file)) => {
-                let mut buf = vec![0; size as usize];
-                let mut n = 0;
-                while n < buf.len() {
-                    match file.read_at(&mut buf[n..], offset + n as u64) {
-                        Ok(0) => break,
-                        Ok(k) => n += k,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                buf.truncate(n);
-                Ok(buf)
-            }
-            _ => Err(Errno::EBADF),
+    fn overlay_file(&self, ino: Ino, g: usize, name: &OsStr) -> Result<Arc<File>> {
+        let mut cache = self.overlay_files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = cache.get(&ino) {
+            return Ok(f.clone());
         }
+        let f = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(self.overlay_dir(g).join(name))?,
+        );
+        cache.put(ino, f.clone());
+        Ok(f)
+    }
+
+    pub fn write_ino(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        if fh != 0
+            && self
+                .handles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&fh)
+        {
+            return self.write(fh, offset, data);
+        }
+        match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Overlay(g, name) => {
+                self.overlay_file(ino, g, &name)?
+                    .write_all_at(data, offset)?;
+                Ok(data.len() as u32)
+            }
+            _ => Err(Errno::EACCES),
+        }
+    }
+
+    pub fn fsync_ino(&self, ino: Ino, fh: u64) -> Result<()> {
+        if fh != 0
+            && self
+                .handles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&fh)
+        {
+            return self.fsync(fh);
+        }
+        if let Some(Node::Overlay(g, name)) = self.decode(ino) {
+            self.overlay_file(ino, g, &name)?.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Reads through a file handle (files made with `create`).
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let file = match self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Overlay(f)) => f.try_clone()?,
+            Some(Handle::Dir(_)) => return Err(Errno::EISDIR),
+            None => return Err(Errno::EBADF),
+        };
+        read_at_most(&file, offset, size)
     }
 
     /// Reads message bytes, and checks that the mbox did not change meanwhile. If it did, the
@@ -1327,6 +1420,11 @@ impl MailFs {
             return Err(Errno::EACCES);
         }
         std::fs::remove_file(self.overlay_dir(g).join(name))?;
+        let ino = self.overlay_ino(g, name);
+        self.overlay_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(&ino);
         self.overlay_inos
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1354,6 +1452,13 @@ impl MailFs {
         }
         let dir = self.overlay_dir(g);
         std::fs::rename(dir.join(name), dir.join(newname))?;
+        // What we show for a generated name may include what Dovecot wrote there.
+        if let Some(c) = Control::ALL
+            .iter()
+            .find(|c| OsStr::new(c.name()) == newname)
+        {
+            self.send(Invalidation::Inode(Self::block(g) + c.offset()));
+        }
         // The inode goes with its file: open descriptors still `fstat` it.
         self.overlay_inos
             .lock()
@@ -1411,6 +1516,22 @@ impl MailFs {
     pub fn statfs(&self) -> (u64, u64, u64, u64, u64, u32) {
         crate::sys::statvfs(&self.opts.state_dir).unwrap_or((0, 0, 0, 0, 0, 4096))
     }
+}
+
+/// Up to `size` bytes of `file` from `offset` (fewer at its end).
+fn read_at_most(file: &File, offset: u64, size: u32) -> Result<Vec<u8>> {
+    let mut buf = vec![0; size as usize];
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// Inode numbers of overlay files, which follow renames.

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
@@ -13,10 +13,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, Caching, Errno, Kind, MailFs};
-
-/// How long a name may be cached by the kernel (names change when flags change).
-const ENTRY_TTL: Duration = Duration::from_secs(1);
+use crate::fs::{Attr, Errno, Kind, MailFs, NEGATIVE_TTL};
 
 pub struct Adapter {
     pub fs: Arc<MailFs>,
@@ -49,14 +46,6 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
-fn fopen(c: Caching) -> FopenFlags {
-    match c {
-        Caching::Keep => FopenFlags::FOPEN_KEEP_CACHE,
-        Caching::Direct => FopenFlags::FOPEN_DIRECT_IO,
-        Caching::Normal => FopenFlags::empty(),
-    }
-}
-
 /// Runs a handler; a panic is logged and the reply (dropped while unwinding) answers EIO.
 fn guard(op: &str, f: impl FnOnce()) {
     if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
@@ -71,7 +60,24 @@ fn guard(op: &str, f: impl FnOnce()) {
 
 fn reply_entry(reply: ReplyEntry, r: crate::fs::Result<Attr>) {
     match r {
-        Ok(a) => reply.entry_with_ttls(&a.ttl, &ENTRY_TTL, &file_attr(&a), Generation(0)),
+        Ok(a) => reply.entry_with_ttls(&a.ttl, &a.entry_ttl, &file_attr(&a), Generation(0)),
+        // A negative entry (inode 0): the kernel need not ask again for a while. Names that
+        // appear through the view are invalidated when they do.
+        Err(Errno::ENOENT) => {
+            let none = Attr {
+                ino: 0,
+                kind: Kind::File,
+                size: 0,
+                mtime: SystemTime::UNIX_EPOCH,
+                perm: 0,
+                uid: 0,
+                gid: 0,
+                nlink: 0,
+                ttl: NEGATIVE_TTL,
+                entry_ttl: NEGATIVE_TTL,
+            };
+            reply.entry(&NEGATIVE_TTL, &file_attr(&none), Generation(0))
+        }
         Err(e) => reply.error(errno(e)),
     }
 }
@@ -85,7 +91,10 @@ fn to_system_time(t: TimeOrNow) -> SystemTime {
 
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        if let Err(unsupported) = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS) {
+        // READDIRPLUS: a listing of cur/ brings every message's attributes with it, so opening
+        // them later costs no LOOKUP or GETATTR.
+        let wanted = InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_DO_READDIRPLUS;
+        if let Err(unsupported) = config.add_capabilities(wanted) {
             log::debug!("kernel lacks {unsupported:?}");
         }
         Ok(())
@@ -204,17 +213,16 @@ impl Filesystem for Adapter {
         reply.error(FErrno::EACCES);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        guard("open", || match self.fs.open(ino.0, flags.0) {
-            Ok((fh, caching)) => reply.opened(FileHandle(fh), fopen(caching)),
-            Err(e) => reply.error(errno(e)),
-        });
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // ENOSYS: the kernel stops sending opens and releases (it keeps cached pages, and the
+        // permission checks are its own). Reads and writes then come by inode.
+        reply.error(FErrno::ENOSYS);
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -222,16 +230,18 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guard("read", || match self.fs.read(fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(e)),
+        guard("read", || {
+            match self.fs.read_ino(ino.0, fh.0, offset, size) {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(e)),
+            }
         });
     }
 
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -240,21 +250,12 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guard("write", || match self.fs.write(fh.0, offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno(e)),
+        guard("write", || {
+            match self.fs.write_ino(ino.0, fh.0, offset, data) {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(e)),
+            }
         });
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lo: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
     }
 
     fn release(
@@ -274,12 +275,12 @@ impl Filesystem for Adapter {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guard("fsync", || match self.fs.fsync(fh.0) {
+        guard("fsync", || match self.fs.fsync_ino(ino.0, fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         });
@@ -315,6 +316,29 @@ impl Filesystem for Adapter {
         });
     }
 
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        guard("readdirplus", || {
+            let r = self.fs.readdirplus(ino.0, fh.0, offset, |e, attr, next| {
+                let a = file_attr(attr);
+                // One time to live for both: the shorter, so that directory attributes still
+                // reach the view every second.
+                let ttl = attr.ttl.min(attr.entry_ttl);
+                reply.add(INodeNo(e.ino), next, &e.name, &ttl, &a, Generation(0))
+            });
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
     fn releasedir(
         &self,
         _req: &Request,
@@ -341,25 +365,6 @@ impl Filesystem for Adapter {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let (blocks, bfree, bavail, files, ffree, bsize) = self.fs.statfs();
         reply.statfs(blocks, bfree, bavail, files, ffree, bsize, 255, bsize);
-    }
-
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: fuser::ReplyXattr,
-    ) {
-        reply.error(FErrno::NO_XATTR);
-    }
-
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: fuser::ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {

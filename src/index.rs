@@ -291,6 +291,9 @@ impl Indexer {
     pub fn finish(mut self, len: u64) -> FolderIndex {
         self.index.indexed_len = len;
         self.index.uid_next = self.uids.next;
+        // The index lives as long as the mount: no slack from growing.
+        self.index.messages.shrink_to_fit();
+        self.index.spill.shrink_to_fit();
         self.index
     }
 

@@ -126,7 +126,7 @@ fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
         tree,
         mount::MountConfig {
             mountpoint: a.mountpoint,
-            threads: a.threads,
+            threads: a.threads.unwrap_or_else(|| cli::default_jobs().clamp(2, 8)),
             fs: fs::FsOptions {
                 index: config.index,
                 state_dir,

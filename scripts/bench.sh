@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Measures mboxfs on a mkcorpus host of about 250 MB, side by side with the reference tools:
+#   index    `mboxfs plan --jobs 1` (one core, page cache) against `cat` of the same files;
+#            the index's memory per message
+#   mount    `tar cf - MOUNT | cat` against the same on a real copy of the tree; imapcheck's
+#            select+meta and bodies times through Dovecot on the mount, on a real maildir, and
+#            on the mbox files themselves
+#   write    `mboxfs materialize` against `cp -a` of its own output, Debian's `mb2md`, and
+#            Dovecot's `doveadm backup` from mbox to maildir
+#   live     noticing one appended message in a 100 MB and a 400 MB mbox, against reading the
+#            whole file again
+# Run as root: scripts/bench.sh [--messages N] (N per folder, default 150). Needs ../shared
+# (mkcorpus.py, imapcheck.py): set MBOXFS_SHARED if it is elsewhere.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+shared=${MBOXFS_SHARED:-$repo/../shared}
+messages=150
+if [ "${1:-}" = "--messages" ]; then messages=$2; fi
+[ "$(id -u)" = 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
+
+"$repo/scripts/install-deps.sh"
+for tool in mb2md hyperfine; do
+    command -v "$tool" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+done
+# shellcheck source=scripts/cargo-env.sh
+. "$repo/scripts/cargo-env.sh"
+(cd "$repo" && cargo build --release --quiet --bins --examples)
+mboxfs=$repo/target/release/mboxfs
+helper=$repo/target/release/examples/bench
+
+w=$(mktemp -d /var/tmp/mboxfs-bench.XXXXXX)
+chmod 755 "$w"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 1
+    mountpoint -q "$w/mnt" 2>/dev/null && umount -l "$w/mnt"
+    rm -rf "$w"
+}
+trap cleanup EXIT
+
+say() { printf '\n== %s\n' "$*"; }
+hf() { hyperfine --style none --export-json "$w/hf.json" "$@" >/dev/null 2>&1; python3 -c "
+import json; r = json.load(open('$w/hf.json'))['results']
+print(' '.join('%.4f' % x['mean'] for x in r))"; }
+ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+
+say "machine"
+echo "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r), $(dovecot --version | cut -d' ' -f1) Dovecot"
+
+say "host"
+python3 "$shared/tools/mkcorpus.py" "$w/host" --users 6 --folders 6 --messages "$messages" --big-every 12 --seed 2026
+find "$w/host" -type f -exec touch -d '-1 hour' {} +
+host=$w/host
+src=(--inbox="$host/var/spool/mail/%u" --home="$host/home/%u" --userlist="$host/userlist"
+    --folderlist="$host/folderlist" --timezone=UTC)
+bytes=$(find "$host/var" "$host/home" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+nmsg=$(wc -l <"$host/manifest.jsonl")
+echo "$((bytes / 1048576)) MiB of mbox files, $nmsg messages, $(wc -l <"$host/userlist") users"
+
+say "index (one core, from the page cache)"
+find "$host/var" "$host/home" -type f -print0 | xargs -0 cat >/dev/null
+read -r t_plan t_cat < <(hf -w 2 -r 10 -N "$mboxfs plan --jobs 1 ${src[*]}" \
+    "sh -c 'find $host/var $host/home -type f -print0 | xargs -0 cat > /dev/null'")
+echo "mboxfs plan --jobs 1: ${t_plan} s = $(python3 -c "print('%.2f' % ($bytes / $t_plan / 1e9))") GB/s"
+echo "cat of the same files: ${t_cat} s = $(python3 -c "print('%.2f' % ($bytes / $t_cat / 1e9))") GB/s"
+"$helper" index-memory "${src[@]}"
+
+say "materialize (DEST on the same file system)"
+id nobody >/dev/null
+read -r t_mat < <(hf -w 1 -r 3 --prepare "rm -rf $w/dest" "$mboxfs materialize $w/dest --owner nobody ${src[*]}")
+read -r t_cp < <(hf -w 1 -r 3 --prepare "rm -rf $w/copy" "sh -c 'cp -a $w/dest $w/copy && sync -f $w/copy'")
+mb2md_all() {
+    rm -rf "$w/mb2md"
+    mkdir -p "$w/mb2md"
+    while read -r u; do
+        mb2md -s "$host/var/spool/mail/$u" -d "$w/mb2md/$u" >/dev/null 2>&1
+        mb2md -s "$host/home/$u" -R -d "$w/mb2md/$u" >/dev/null 2>&1
+    done <"$host/userlist"
+    sync -f "$w"
+}
+export -f mb2md_all
+export w host
+read -r t_mb2md < <(hf -N -i -r 1 "bash -c mb2md_all")
+# doveadm backup, as a non-root user, from a copy (Dovecot writes into the mbox files it reads).
+cp -a "$host" "$w/dvsrc"
+chown -R nobody:nogroup "$w/dvsrc"
+mkdir -p "$w/dvdst" "$w/dvrun"
+chown nobody:nogroup "$w/dvdst" "$w/dvrun"
+cat >"$w/doveadm.conf" <<EOF
+base_dir = $w/dvrun
+log_path = $w/doveadm.log
+ssl = no
+mail_location = maildir:$w/dvdst/%u
+namespace inbox {
+  inbox = yes
+  separator = /
+  prefix =
+}
+EOF
+backup_all() {
+    while read -r u; do
+        setpriv --reuid=nobody --regid=nogroup --clear-groups env USER="$u" HOME="$w/dvsrc/home/$u" TZ=UTC \
+            doveadm -c "$w/doveadm.conf" backup -R "mbox:$w/dvsrc/home/$u:INBOX=$w/dvsrc/var/spool/mail/$u" || true
+    done <"$host/userlist"
+    sync -f "$w"
+}
+export -f backup_all
+read -r t_dsync < <(hf -N -i -r 1 "bash -c backup_all")
+echo "mboxfs materialize: $t_mat s"
+echo "cp -a of its output: $t_cp s (materialize / cp = $(ratio "$t_mat" "$t_cp"); goal <= 1.3)"
+echo "mb2md:               $t_mb2md s (mb2md / materialize = $(ratio "$t_mb2md" "$t_mat"); goal >= 3)"
+echo "doveadm backup:      $t_dsync s (doveadm / materialize = $(ratio "$t_dsync" "$t_mat"); goal >= 15)"
+"$mboxfs" verify "$w/dest" "${src[@]}" | tail -n 1
+
+say "mount"
+mkdir -p "$w/mnt" "$w/home"
+chown nobody:nogroup "$w/home"
+"$mboxfs" mount "$w/mnt" --state-dir "$w/state" --owner nobody "${src[@]}" >/dev/null 2>"$w/mount.log" &
+pids+=($!)
+for _ in $(seq 100); do mountpoint -q "$w/mnt" && break; sleep 0.1; done
+t0=$(date +%s.%N)
+tar -C "$w/mnt" -cf - . | cat >/dev/null
+t_tar_cold=$(python3 -c "print('%.4f' % ($(date +%s.%N) - $t0))")
+read -r t_tar_mnt t_tar_real < <(hf -w 1 -r 5 "sh -c 'tar -C $w/mnt -cf - . | cat > /dev/null'" \
+    "sh -c 'tar -C $w/dest -cf - . | cat > /dev/null'")
+echo "tar of the mount, first read: $t_tar_cold s"
+echo "tar of the mount: $t_tar_mnt s; of the real tree: $t_tar_real s (ratio $(ratio "$t_tar_mnt" "$t_tar_real"))"
+
+dovecot_on() { # name mail_location port
+    local d=$w/dv-$1
+    mkdir -p "$d"
+    cat >"$d/dovecot.conf" <<EOF
+protocols = imap
+listen = 127.0.0.1
+base_dir = $d/run
+instance_name = mboxfs-bench-$1
+log_path = $d/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = $2
+passdb {
+  driver = static
+  args = password=pw
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$w/home/%u
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $3
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+EOF
+    dovecot -F -c "$d/dovecot.conf" &
+    pids+=($!)
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$3") 2>/dev/null && break; sleep 0.1; done
+}
+check() { # port -> "select+meta bodies passed failed"
+    python3 "$shared/tools/imapcheck.py" check --bodies --port "$1" --users "$host/userlist" \
+        --manifest "$host/manifest.jsonl" 2>&1 | python3 -c "
+import re, sys
+t = sys.stdin.read()
+sm = re.search(r'select\+meta ([0-9.]+)s', t).group(1); b = re.search(r'bodies ([0-9.]+)s', t).group(1)
+p, f = re.search(r'(\d+) passed, (\d+) failed', t).groups()
+print(sm, b, p, f)"
+}
+cp -a "$host" "$w/mboxsrc"
+chown -R nobody:nogroup "$w/mboxsrc"
+dovecot_on mount "maildir:$w/mnt/%u" 11931
+dovecot_on maildir "maildir:$w/dest/%u" 11932
+dovecot_on mbox "mbox:$w/mboxsrc/home/%u:INBOX=$w/mboxsrc/var/spool/mail/%u" 11933
+say "Dovecot + imapcheck --bodies (first run builds Dovecot's indexes; second is warm)"
+printf '%-28s %12s %10s %8s\n' "" "select+meta" "bodies" "result"
+declare -A sm b
+for run in 1 2; do
+    for s in mount:11931 maildir:11932 mbox:11933; do
+        name=${s%%:*}
+        read -r sm_ b_ p f < <(check "${s##*:}")
+        sm[$name$run]=$sm_
+        b[$name$run]=$b_
+        printf '%-28s %11ss %9ss %s\n' "run $run, Dovecot on $name" "$sm_" "$b_" "$p passed, $f failed"
+    done
+done
+for run in 1 2; do
+    echo "run $run: mount / maildir = $(ratio "${sm[mount$run]}" "${sm[maildir$run]}") (select+meta), $(ratio "${b[mount$run]}" "${b[maildir$run]}") (bodies); goal <= 1.25"
+    echo "run $run: mount / mbox    = $(ratio "${sm[mount$run]}" "${sm[mbox$run]}") (select+meta), $(ratio "${b[mount$run]}" "${b[mbox$run]}") (bodies)"
+done
+
+say "live: noticing one appended message"
+for n in 2500 10000; do
+    python3 "$shared/tools/mkcorpus.py" "$w/live$n" --users 1 --folders 0 --messages "$n" --big-every 12 --seed 7 >/dev/null
+    "$helper" append-cost "$w/live$n/var/spool/mail/user000" 20
+done
