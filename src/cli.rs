@@ -129,7 +129,8 @@ pub enum LockArg {
 pub struct MaterializeArgs {
     /// The directory to write the trees into (one directory per user).
     pub dest: PathBuf,
-    /// Folders worked on at once.
+    /// Folders worked on at once [default: 8; writing files waits on the disk more than on the
+    /// CPU].
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Make each file and directory durable as it is written (else one sync at the end).

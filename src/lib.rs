@@ -152,7 +152,7 @@ fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
     let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
     report_problems(&tree);
     let opts = materialize::Options {
-        jobs: a.jobs.unwrap_or_else(cli::default_jobs),
+        jobs: a.jobs.unwrap_or(materialize::DEFAULT_JOBS),
         fsync: a.fsync,
         force: a.force,
         progress: true,
