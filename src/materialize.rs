@@ -162,7 +162,7 @@ pub fn run(
     prepare_dest(dest, opts.force)?;
     let chown = sys::euid() == 0;
     // Index everything first: it gives the totals for the progress bar and fails early.
-    let work: Vec<(&UserTree, &Folder)> = tree
+    let work: Vec<Work> = tree
         .users
         .iter()
         .flat_map(|u| u.folders.iter().map(move |f| (u, f)))
@@ -197,8 +197,7 @@ pub fn run(
         )
     });
     let progress = Progress::new(totals.0, totals.1, opts.progress);
-    let jobs: Vec<((&UserTree, &Folder), Result<Indexed, String>)> =
-        work.into_iter().zip(indexes).collect();
+    let jobs: Vec<(Work, Result<Indexed, String>)> = work.into_iter().zip(indexes).collect();
     let results = parallel::map(&jobs, opts.jobs, |((u, f), indexed)| {
         let r = match indexed {
             Ok(ix) => write_folder(u, f, ix, dest, opts, chown, &progress),
@@ -342,6 +341,8 @@ pub fn base_of(name: &str) -> &str {
 
 /// A folder's index and its source's identity.
 type Indexed = (FolderIndex, Option<mbox::FileId>);
+/// A folder to write, with its user.
+type Work<'t> = (&'t UserTree, &'t Folder);
 
 fn write_folder(
     u: &UserTree,
@@ -399,9 +400,9 @@ fn write_folder(
     let mut s = FolderSummary::default();
     for m in &index.messages {
         s.messages += 1;
-        let (sub, name) = f.message_file(&index, m);
+        let (sub, name) = f.message_file(index, m);
         let base = base_of(&name).to_string();
-        let size = m.size(&index);
+        let size = m.size(index);
         let target = dir.join(sub.name()).join(&name);
         if let Some((have_sub, have_name)) = present.remove(&base) {
             let have = dir.join(have_sub.name()).join(&have_name);
@@ -420,7 +421,7 @@ fn write_folder(
         }
         let file = source.as_ref().ok_or("a message without a source")?;
         let tmp_path = dir.join("tmp").join(&name);
-        if let Err(e) = write_message(file, &index, m, &tmp_path, u.owner, chown, opts.fsync) {
+        if let Err(e) = write_message(file, index, m, &tmp_path, u.owner, chown, opts.fsync) {
             let _ = std::fs::remove_file(&tmp_path);
             return Err(io_err(&tmp_path, e));
         }
@@ -443,7 +444,7 @@ fn write_folder(
         }
     }
     // Control files, the uidlist last: it must never name a file that is not there.
-    let mut controls = f.control_files(&index);
+    let mut controls = f.control_files(index);
     controls.sort_by_key(|(n, _)| *n == model::UIDLIST);
     for (name, bytes) in controls {
         let path = dir.join(name);
