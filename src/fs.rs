@@ -322,14 +322,6 @@ pub struct MailFs {
     started: SystemTime,
 }
 
-fn to_time(secs: i64) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
-}
-
 impl MailFs {
     pub fn new(tree: Tree, opts: FsOptions) -> io::Result<MailFs> {
         let mut folders = Vec::new();
@@ -813,7 +805,7 @@ impl MailFs {
             ino: (u64::from(snap.slot) << 32) | u64::from(m.uid),
             kind: Kind::File,
             size: m.size(&snap.index),
-            mtime: to_time(m.time),
+            mtime: model::system_time(m.time, 0),
             perm: 0o400,
             uid: owner.uid,
             gid: owner.gid,
@@ -1093,15 +1085,7 @@ impl MailFs {
         offset: u64,
         mut add: impl FnMut(&DirEntry, u64) -> bool,
     ) -> Result<()> {
-        let snap = match self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh)
-        {
-            Some(Handle::Dir(s)) => s.clone(),
-            _ => None,
-        };
+        let snap = self.dir_snapshot(fh);
         let entries = self.list(ino, snap.as_ref())?;
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if add(e, i as u64 + 1) {
@@ -1109,6 +1093,19 @@ impl MailFs {
             }
         }
         Ok(())
+    }
+
+    /// The snapshot an open `cur/` or `new/` lists from.
+    fn dir_snapshot(&self, fh: u64) -> Option<Arc<Snapshot>> {
+        match self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Dir(s)) => s.clone(),
+            _ => None,
+        }
     }
 
     /// Like [`readdir`](Self::readdir), with each entry's attributes (`.` and `..` included).
@@ -1119,15 +1116,7 @@ impl MailFs {
         offset: u64,
         mut add: impl FnMut(&DirEntry, &Attr, u64) -> bool,
     ) -> Result<()> {
-        let snap = match self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh)
-        {
-            Some(Handle::Dir(s)) => s.clone(),
-            _ => None,
-        };
+        let snap = self.dir_snapshot(fh);
         let entries = self.list(ino, snap.as_ref())?;
         let folder_of = |ino: Ino| match self.decode(ino) {
             Some(Node::Sub(g, _)) => Some(g),

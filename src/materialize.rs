@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::index::{FolderIndex, Msg};
 use crate::mbox::{self, IndexOptions};
@@ -326,14 +326,6 @@ struct FolderSummary {
     control_written: u64,
 }
 
-fn mtime(secs: i64) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
-}
-
 /// The base name of a message file (before `:2,`).
 pub fn base_of(name: &str) -> &str {
     name.split_once(':').map_or(name, |(b, _)| b)
@@ -496,8 +488,8 @@ fn write_message(
     }
     out.set_times(
         std::fs::FileTimes::new()
-            .set_modified(mtime(m.time))
-            .set_accessed(mtime(m.time)),
+            .set_modified(model::system_time(m.time, 0))
+            .set_accessed(model::system_time(m.time, 0)),
     )?;
     if fsync {
         out.sync_all()?;

@@ -411,22 +411,26 @@ impl Folder {
     }
 }
 
+/// Seconds (and nanoseconds) since the epoch, before it too, as a `SystemTime`.
+pub fn system_time(secs: i64, nanos: u32) -> std::time::SystemTime {
+    let base = if secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+    };
+    base + std::time::Duration::from_nanos(u64::from(nanos))
+}
+
 /// The mtime of a folder's directories and control files: its mbox's, or for a folder without one
 /// a fixed date in the past (2000-01-01), so that it is the same in the mount and in DEST.
 pub fn folder_mtime(source: Option<&FileId>) -> std::time::SystemTime {
-    const EMPTY_FOLDER_MTIME: u64 = 946_684_800;
+    const EMPTY_FOLDER_MTIME: i64 = 946_684_800;
     match source {
-        Some(id) => {
-            let secs = id.mtime_ns.div_euclid(1_000_000_000);
-            let nanos = id.mtime_ns.rem_euclid(1_000_000_000) as u64;
-            let base = if secs >= 0 {
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
-            } else {
-                std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs() as u64)
-            };
-            base + std::time::Duration::from_nanos(nanos)
-        }
-        None => std::time::UNIX_EPOCH + std::time::Duration::from_secs(EMPTY_FOLDER_MTIME),
+        Some(id) => system_time(
+            id.mtime_ns.div_euclid(1_000_000_000) as i64,
+            id.mtime_ns.rem_euclid(1_000_000_000) as u32,
+        ),
+        None => system_time(EMPTY_FOLDER_MTIME, 0),
     }
 }
 

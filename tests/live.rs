@@ -272,13 +272,8 @@ fn a_connected_dovecot_client_sees_new_mail_without_reconnecting() {
         &host.source_args(),
         &["--owner", "nobody", "--recheck-ms", "200"],
     );
-    let home = common::scratch_dir_for("nobody");
-    let dovecot = Dovecot::start(
+    let dovecot = Dovecot::for_nobody(
         &format!("maildir:{}/%u", m.mountpoint.display()),
-        Some(&format!(
-            "uid=nobody gid=nogroup home={}/%u",
-            home.path().display()
-        )),
         "mailbox_idle_check_interval = 1 secs",
     );
     // The client connects and selects INBOX, then mail arrives, then it polls with NOOP.
@@ -360,15 +355,7 @@ fn a_recreated_folder_is_a_new_generation_dovecot_takes_in_stride() {
         &host.source_args(),
         &["--owner", "nobody", "--recheck-ms", "200"],
     );
-    let home = common::scratch_dir_for("nobody");
-    let dovecot = Dovecot::start(
-        &format!("maildir:{}/%u", m.mountpoint.display()),
-        Some(&format!(
-            "uid=nobody gid=nogroup home={}/%u",
-            home.path().display()
-        )),
-        "",
-    );
+    let dovecot = Dovecot::for_nobody(&format!("maildir:{}/%u", m.mountpoint.display()), "");
     let status = |port: u16| {
         let script = format!(
             "import imaplib\nm = imaplib.IMAP4('127.0.0.1', {port})\nm.login('{user}', 'pw')\nprint(m.status('INBOX', '(MESSAGES UIDVALIDITY)')[1][0].decode())\nm.select('INBOX', readonly=True)\nprint(len(m.fetch('1:*', '(UID)')[1]))\nm.logout()\n"

@@ -91,15 +91,7 @@ fn dovecot_serves_dest_and_verify_accepts_what_dovecot_did() {
             path.display()
         );
     }
-    let home = common::scratch_dir_for("nobody");
-    let dovecot = Dovecot::start(
-        &format!("maildir:{}/%u", dest.display()),
-        Some(&format!(
-            "uid=nobody gid=nogroup home={}/%u",
-            home.path().display()
-        )),
-        "",
-    );
+    let dovecot = Dovecot::for_nobody(&format!("maildir:{}/%u", dest.display()), "");
     // A client SELECTs every INBOX read-write: Dovecot moves new/ to cur/ and writes indexes.
     let script = format!(
         "import imaplib\nfor u in open('{}').read().split():\n    m = imaplib.IMAP4('127.0.0.1', {})\n    m.login(u, 'pw')\n    m.select('INBOX')\n    m.logout()\n",
@@ -136,6 +128,27 @@ fn dovecot_serves_dest_and_verify_accepts_what_dovecot_did() {
     let out = verify(&host, &dest);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("DEST is exactly what the sources give"));
+}
+
+/// Every message file in `cur/` and `new/` has the size its name says (`,S=`).
+fn assert_no_partial_messages(dest: &Path) {
+    for (p, md) in walk(dest) {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.parent()
+            .is_some_and(|d| d.ends_with("cur") || d.ends_with("new"))
+        {
+            let size: u64 = name
+                .split(",S=")
+                .nth(1)
+                .unwrap()
+                .split([',', ':'])
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(md.len(), size, "{} is partial", p.display());
+        }
+    }
 }
 
 /// Everything under `root` (entries that vanish meanwhile are left out).
@@ -296,23 +309,8 @@ fn a_run_killed_midway_is_finished_by_the_next() {
         child.kill().unwrap();
         child.wait().unwrap();
         // No partial message in cur/ or new/: every file has the size its name says.
-        for (p, md) in walk(&dest) {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if p.parent()
-                .is_some_and(|d| d.ends_with("cur") || d.ends_with("new"))
-            {
-                let s: u64 = name
-                    .split(",S=")
-                    .nth(1)
-                    .unwrap()
-                    .split([',', ':'])
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                assert_eq!(md.len(), s, "{} is partial", p.display());
-            }
-        }
+
+        assert_no_partial_messages(&dest);
     }
     let out = verify(&host, &dest);
     assert_eq!(
@@ -393,23 +391,7 @@ fn a_full_disk_leaves_no_partial_message_and_a_rerun_completes() {
     let out = materialize(&host, &dest, &["--jobs", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("the disk is full"), "{}", text(&out));
-    for (p, md) in walk(&dest) {
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if p.parent()
-            .is_some_and(|d| d.ends_with("cur") || d.ends_with("new"))
-        {
-            let s: u64 = name
-                .split(",S=")
-                .nth(1)
-                .unwrap()
-                .split([',', ':'])
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert_eq!(md.len(), s, "{} is partial", p.display());
-        }
-    }
+    assert_no_partial_messages(&dest);
     mount("remount,size=200m");
     let out = materialize(&host, &dest, &[]);
     assert!(out.status.success(), "{}", text(&out));

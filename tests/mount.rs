@@ -48,15 +48,7 @@ fn dovecot_serves_the_mount_with_uw_uids_and_no_errors() {
     let host = host_for_dovecot();
     let before = common::tree_hashes(host.path());
     let mount = Mount::start(&host.source_args(), &["--owner", "nobody"]);
-    let home = common::scratch_dir_for("nobody");
-    let dovecot = Dovecot::start(
-        &format!("maildir:{}/%u", mount.mountpoint.display()),
-        Some(&format!(
-            "uid=nobody gid=nogroup home={}/%u",
-            home.path().display()
-        )),
-        "",
-    );
+    let dovecot = Dovecot::for_nobody(&format!("maildir:{}/%u", mount.mountpoint.display()), "");
     let (out, passed, failed) = dovecot.imapcheck(
         &host.path().join("userlist"),
         &host.path().join("manifest.jsonl"),

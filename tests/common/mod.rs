@@ -262,18 +262,8 @@ fn wait_for(child: &mut std::process::Child, secs: u64) -> std::process::ExitSta
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            stop_child(c);
         }
         if is_mounted(&self.mountpoint) {
             let _ = std::process::Command::new("umount")
@@ -282,6 +272,21 @@ impl Drop for Mount {
                 .status();
         }
     }
+}
+
+/// Asks a child to stop (SIGTERM), and kills it if it has not within 10 seconds.
+fn stop_child(mut c: std::process::Child) {
+    // SAFETY: signalling our own child.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -298,6 +303,8 @@ pub struct Dovecot {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<std::process::Child>,
+    /// Homes of the users when they are all `nobody` (virtual mail).
+    _homes: Option<tempfile::TempDir>,
 }
 
 impl Dovecot {
@@ -340,6 +347,7 @@ impl Dovecot {
             dir,
             port,
             child: Some(child),
+            _homes: None,
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -356,6 +364,15 @@ impl Dovecot {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        dv
+    }
+
+    /// Every user is `nobody` (virtual mail, as `--owner nobody` mounts and writes it).
+    pub fn for_nobody(mail_location: &str, extra_conf: &str) -> Dovecot {
+        let homes = scratch_dir_for("nobody");
+        let userdb = format!("uid=nobody gid=nogroup home={}/%u", homes.path().display());
+        let mut dv = Dovecot::start(mail_location, Some(&userdb), extra_conf);
+        dv._homes = Some(homes);
         dv
     }
 
@@ -408,18 +425,8 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            stop_child(c);
         }
     }
 }
