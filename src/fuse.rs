@@ -400,3 +400,19 @@ impl Filesystem for Adapter {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_returns_to_the_loop() {
+        // The reply a real handler owns is dropped while unwinding, which answers EIO (fuser's
+        // Drop for replies); what matters here is that the panic stops at the guard, so that the
+        // thread goes back to serving.
+        let mut after = false;
+        guard("test", || panic!("boom"));
+        guard("test", || after = true);
+        assert!(after);
+    }
+}
