@@ -235,9 +235,8 @@ struct FolderState {
     indexing: Mutex<()>,
 }
 
-/// An open file (one Dovecot created) or directory.
+/// An open `cur/` or `new/`: the snapshot its listing comes from.
 enum Handle {
-    Overlay(File),
     Dir(Option<Arc<Snapshot>>),
 }
 
@@ -1171,18 +1170,9 @@ impl MailFs {
     // ---- reading ----
 
     /// Reads a file by inode. The mount answers `open` with ENOSYS, so that the kernel stops
-    /// sending opens and releases (two round trips a message) and keeps cached pages: reads then
-    /// come without a file handle. Files made with `create` still have one.
-    pub fn read_ino(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        if fh != 0
-            && self
-                .handles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&fh)
-        {
-            return self.read(fh, offset, size);
-        }
+    /// sending opens and releases (two round trips a message) and keeps cached pages: reads and
+    /// writes come without file handles.
+    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Message(g, slot, uid) => {
                 let snap = self.snapshot(g)?;
@@ -1223,16 +1213,8 @@ impl MailFs {
         Ok(f)
     }
 
-    pub fn write_ino(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        if fh != 0
-            && self
-                .handles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&fh)
-        {
-            return self.write(fh, offset, data);
-        }
+    /// Writes to one of Dovecot's files (nothing else can be written).
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Overlay(g, name) => {
                 self.overlay_file(ino, g, &name)?
@@ -1243,35 +1225,11 @@ impl MailFs {
         }
     }
 
-    pub fn fsync_ino(&self, ino: Ino, fh: u64) -> Result<()> {
-        if fh != 0
-            && self
-                .handles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&fh)
-        {
-            return self.fsync(fh);
-        }
+    pub fn fsync(&self, ino: Ino) -> Result<()> {
         if let Some(Node::Overlay(g, name)) = self.decode(ino) {
             self.overlay_file(ino, g, &name)?.sync_data()?;
         }
         Ok(())
-    }
-
-    /// Reads through a file handle (files made with `create`).
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let file = match self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh)
-        {
-            Some(Handle::Overlay(f)) => f.try_clone()?,
-            Some(Handle::Dir(_)) => return Err(Errno::EISDIR),
-            None => return Err(Errno::EBADF),
-        };
-        read_at_most(&file, offset, size)
     }
 
     /// Reads message bytes, and checks that the mbox did not change meanwhile. If it did, the
@@ -1354,49 +1312,22 @@ impl MailFs {
     }
 
     /// Creates a file of Dovecot's in a folder directory.
-    pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<(Attr, u64)> {
+    /// Creates a file of Dovecot's in a folder directory. Its reads and writes then come by
+    /// inode, like every file's (the descriptor used for them is opened without `O_APPEND`,
+    /// which would make positioned writes append).
+    pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<Attr> {
         let g = self.writable_dir(parent)?;
         if !overlay_name_ok(name) || self.is_generated_name(g, name) {
             return Err(Errno::EACCES);
         }
-        let acc = flags & libc::O_ACCMODE;
-        let file = std::fs::OpenOptions::new()
-            .read(acc != libc::O_WRONLY)
+        std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(flags & libc::O_TRUNC != 0)
-            .custom_flags(libc::O_NOFOLLOW | (flags & (libc::O_EXCL | libc::O_APPEND)))
+            .custom_flags(libc::O_NOFOLLOW | (flags & libc::O_EXCL))
             .mode(mode & 0o666)
             .open(self.overlay_dir(g).join(name))?;
-        let attr = self.overlay_attr(g, name)?;
-        Ok((attr, self.add_handle(Handle::Overlay(file))))
-    }
-
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        let file = match self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh)
-        {
-            Some(Handle::Overlay(f)) => f.try_clone()?,
-            Some(_) => return Err(Errno::EBADF),
-            None => return Err(Errno::EBADF),
-        };
-        file.write_all_at(data, offset)?;
-        Ok(data.len() as u32)
-    }
-
-    pub fn fsync(&self, fh: u64) -> Result<()> {
-        if let Some(Handle::Overlay(f)) = self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh)
-        {
-            f.sync_data()?;
-        }
-        Ok(())
+        self.overlay_attr(g, name)
     }
 
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {

@@ -223,18 +223,16 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guard("read", || {
-            match self.fs.read_ino(ino.0, fh.0, offset, size) {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(e)),
-            }
+        guard("read", || match self.fs.read(ino.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(e)),
         });
     }
 
@@ -242,7 +240,7 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
@@ -250,11 +248,9 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guard("write", || {
-            match self.fs.write_ino(ino.0, fh.0, offset, data) {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(e)),
-            }
+        guard("write", || match self.fs.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
         });
     }
 
@@ -276,11 +272,11 @@ impl Filesystem for Adapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guard("fsync", || match self.fs.fsync_ino(ino.0, fh.0) {
+        guard("fsync", || match self.fs.fsync(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         });
@@ -388,11 +384,11 @@ impl Filesystem for Adapter {
     ) {
         guard("create", || {
             match self.fs.create(parent.0, name, mode & !umask, flags) {
-                Ok((a, fh)) => reply.created(
+                Ok(a) => reply.created(
                     &a.ttl,
                     &file_attr(&a),
                     Generation(0),
-                    FileHandle(fh),
+                    FileHandle(0),
                     FopenFlags::empty(),
                 ),
                 Err(e) => reply.error(errno(e)),
