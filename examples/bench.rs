@@ -86,6 +86,10 @@ fn append_cost(args: Vec<String>) {
         .unwrap()
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
+    // As in the mount: the kernel is told what changed (here the messages are dropped).
+    let (tx, rx) = std::sync::mpsc::channel();
+    fs.set_invalidations(tx);
+    std::thread::spawn(move || for _ in rx {});
     let len = std::fs::metadata(&path).unwrap().len();
     // A full read, as the mount does when it cannot append.
     let mut full = Vec::new();

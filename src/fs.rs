@@ -494,31 +494,30 @@ impl MailFs {
         );
         let folder = self.folder(g);
         let regenerated = new.slot != old.slot;
-        for m in old.messages() {
+        // Whether a message keeps its file name, without formatting names: within one generation
+        // the name is decided by these fields (and the UIDVALIDITY, the same in both).
+        let same_name = |a: &Snapshot, m: &Msg, b: &Snapshot| {
+            !regenerated
+                && a.index.uidvalidity == b.index.uidvalidity
+                && b.by_uid(m.uid).is_some_and(|n| {
+                    (n.flags, n.keywords, n.bare_lf, n.time)
+                        == (m.flags, m.keywords, m.bare_lf, m.time)
+                        && n.size(&b.index) == m.size(&a.index)
+                })
+        };
+        for m in old.messages().iter().filter(|m| !same_name(old, m, new)) {
             let (sub, name) = folder.message_file(&old.index, m);
-            let kept = !regenerated
-                && new
-                    .by_uid(m.uid)
-                    .is_some_and(|n| folder.message_file(&new.index, n) == (sub, name.clone()));
-            if !kept {
-                out.push(Invalidation::Entry(block + sub_offset(sub), name.into()));
-                if regenerated {
-                    out.push(Invalidation::Inode(
-                        (u64::from(old.slot) << 32) | u64::from(m.uid),
-                    ));
-                }
+            out.push(Invalidation::Entry(block + sub_offset(sub), name.into()));
+            if regenerated {
+                out.push(Invalidation::Inode(
+                    (u64::from(old.slot) << 32) | u64::from(m.uid),
+                ));
             }
         }
         // Names that appeared: the kernel may remember that they did not exist.
-        for m in new.messages() {
+        for m in new.messages().iter().filter(|m| !same_name(new, m, old)) {
             let (sub, name) = folder.message_file(&new.index, m);
-            let known = !regenerated
-                && old
-                    .by_uid(m.uid)
-                    .is_some_and(|o| folder.message_file(&old.index, o) == (sub, name.clone()));
-            if !known {
-                out.push(Invalidation::Entry(block + sub_offset(sub), name.into()));
-            }
+            out.push(Invalidation::Entry(block + sub_offset(sub), name.into()));
         }
         out.push(Invalidation::Entry(block, model::KEYWORDS.into()));
         for i in out {
