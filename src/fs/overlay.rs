@@ -1,0 +1,272 @@
+//! Dovecot's own files (indexes, locks, uidlist rewrites), kept in the state directory.
+
+use super::*;
+
+impl MailFs {
+    pub(super) fn overlay_dir(&self, g: usize) -> PathBuf {
+        let s = &self.folders[g];
+        let user = &self.tree.users[s.user];
+        state_path(&self.opts.state_dir, &user.name, &user.folders[s.folder])
+    }
+
+    pub(super) fn overlay_file(&self, ino: Ino, g: usize, name: &OsStr) -> Result<Arc<File>> {
+        let mut cache = self.overlay_files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = cache.get(&ino) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(self.overlay_dir(g).join(name))?,
+        );
+        cache.put(ino, f.clone());
+        Ok(f)
+    }
+
+    /// Writes to one of Dovecot's files (nothing else can be written).
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
+        match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Overlay(g, name) => {
+                self.overlay_file(ino, g, &name)?
+                    .write_all_at(data, offset)?;
+                Ok(data.len() as u32)
+            }
+            _ => Err(Errno::EACCES),
+        }
+    }
+
+    pub fn fsync(&self, ino: Ino) -> Result<()> {
+        if let Some(Node::Overlay(g, name)) = self.decode(ino) {
+            self.overlay_file(ino, g, &name)?.sync_data()?;
+        }
+        Ok(())
+    }
+    // ---- writing (the overlay) ----
+
+    pub(super) fn writable_dir(&self, parent: Ino) -> Result<usize> {
+        match self.decode(parent).ok_or(Errno::ENOENT)? {
+            Node::FolderDir(g) => Ok(g),
+            Node::Root | Node::Sub(..) => Err(Errno::EACCES),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// Creates a file of Dovecot's in a folder directory.
+    /// Creates a file of Dovecot's in a folder directory. Its reads and writes then come by
+    /// inode, like every file's (the descriptor used for them is opened without `O_APPEND`,
+    /// which would make positioned writes append).
+    pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<Attr> {
+        let g = self.writable_dir(parent)?;
+        if !overlay_name_ok(name) || self.is_generated_name(g, name) {
+            return Err(Errno::EACCES);
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(flags & libc::O_TRUNC != 0)
+            .custom_flags(libc::O_NOFOLLOW | (flags & libc::O_EXCL))
+            .mode(mode & 0o666)
+            .open(self.overlay_dir(g).join(name))?;
+        self.overlay_attr(g, name)
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        let g = self.writable_dir(parent)?;
+        if self.is_generated_name(g, name) || !overlay_name_ok(name) {
+            // Dovecot's own copy of a generated file may be removed; the file stays.
+            if let Some(c) = Control::ALL.iter().find(|c| OsStr::new(c.name()) == name) {
+                let _ = std::fs::remove_file(self.overlay_dir(g).join(c.name()));
+            }
+            return Err(Errno::EACCES);
+        }
+        std::fs::remove_file(self.overlay_dir(g).join(name))?;
+        let ino = self.overlay_ino(g, name);
+        self.overlay_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(&ino);
+        self.overlay_inos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(g, name);
+        Ok(())
+    }
+
+    pub fn rename(&self, parent: Ino, name: &OsStr, newparent: Ino, newname: &OsStr) -> Result<()> {
+        let g = self.writable_dir(parent)?;
+        let g2 = self.writable_dir(newparent)?;
+        if g != g2 {
+            return Err(Errno::EXDEV);
+        }
+        let replaceable = [model::UIDLIST, model::KEYWORDS, model::SUBSCRIPTIONS];
+        if self.is_generated_name(g, name) || !overlay_name_ok(name) || !overlay_name_ok(newname) {
+            return Err(Errno::EACCES);
+        }
+        if self.is_generated_name(g, newname)
+            && !replaceable.iter().any(|r| OsStr::new(r) == newname)
+        {
+            return Err(Errno::EACCES);
+        }
+        if newname == OsStr::new(model::SUBSCRIPTIONS) && !self.folder(g).is_inbox() {
+            return Err(Errno::EACCES);
+        }
+        let dir = self.overlay_dir(g);
+        std::fs::rename(dir.join(name), dir.join(newname))?;
+        // What we show for a generated name may include what Dovecot wrote there.
+        if let Some(c) = Control::ALL
+            .iter()
+            .find(|c| OsStr::new(c.name()) == newname)
+        {
+            self.send(Invalidation::Inode(Self::block(g) + c.offset()));
+        }
+        // The inode goes with its file: open descriptors still `fstat` it.
+        self.overlay_inos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rename(g, name, newname);
+        Ok(())
+    }
+
+    /// Changes an overlay file's size, mode or times. Anything else is refused.
+    pub fn setattr(
+        &self,
+        ino: Ino,
+        size: Option<u64>,
+        mode: Option<u32>,
+        times: Option<(Option<SystemTime>, Option<SystemTime>)>,
+    ) -> Result<Attr> {
+        match self.decode(ino).ok_or(Errno::ENOENT)? {
+            Node::Overlay(g, name) => {
+                let path = self.overlay_dir(g).join(&name);
+                if let Some(len) = size {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)?
+                        .set_len(len)?;
+                }
+                if let Some(mode) = mode {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
+                }
+                if let Some((atime, mtime)) = times {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)?;
+                    let mut t = std::fs::FileTimes::new();
+                    if let Some(a) = atime {
+                        t = t.set_accessed(a);
+                    }
+                    if let Some(m) = mtime {
+                        t = t.set_modified(m);
+                    }
+                    f.set_times(t)?;
+                }
+                self.overlay_attr(g, &name)
+            }
+            _ if size.is_none() && mode.is_none() => {
+                // Touching times of the read-only view: accepted, nothing changes.
+                self.getattr(ino)
+            }
+            _ => Err(Errno::EACCES),
+        }
+    }
+}
+
+/// Where a folder's overlay files live in the state directory.
+pub(super) fn state_path(state: &Path, user: &str, f: &Folder) -> PathBuf {
+    let dir = if f.is_inbox() {
+        "_INBOX"
+    } else {
+        f.dir.as_str()
+    };
+    state.join(user).join(dir)
+}
+
+/// Names Dovecot may create in a folder directory: not `.`/`..`, not hidden (a `.Name` there
+/// would look like a folder).
+pub(super) fn overlay_name_ok(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty() && !b.starts_with(b".") && !b.contains(&b'/') && b.len() <= 255
+}
+
+/// Our `dovecot-uidlist`, with the header fields Dovecot added to its own copy (its `G`
+/// mailbox GUID) and its `N` if higher, when it describes the same UIDVALIDITY.
+pub fn merge_uidlist(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
+    let Some(theirs) = theirs else {
+        return ours.to_vec();
+    };
+    let (our_head, our_rest) = split_first_line(ours);
+    let (their_head, _) = split_first_line(theirs);
+    let ours_f: Vec<&str> = std::str::from_utf8(our_head)
+        .unwrap_or("")
+        .split(' ')
+        .collect();
+    let theirs_f: Vec<&str> = std::str::from_utf8(their_head)
+        .unwrap_or("")
+        .split(' ')
+        .collect();
+    let field = |f: &[&str], k: char| {
+        f.iter()
+            .skip(1)
+            .find(|x| x.starts_with(k))
+            .map(|x| x[1..].to_string())
+    };
+    if theirs_f.first() != Some(&"3") || field(&theirs_f, 'V') != field(&ours_f, 'V') {
+        return ours.to_vec();
+    }
+    let our_n: u64 = field(&ours_f, 'N')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let their_n: u64 = field(&theirs_f, 'N')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let mut head = format!(
+        "3 V{} N{}",
+        field(&ours_f, 'V').unwrap_or_default(),
+        our_n.max(their_n)
+    );
+    for f in theirs_f.iter().skip(1) {
+        if !f.starts_with('V') && !f.starts_with('N') && !f.is_empty() {
+            head.push(' ');
+            head.push_str(f);
+        }
+    }
+    head.push('\n');
+    let mut out = head.into_bytes();
+    out.extend_from_slice(our_rest);
+    out
+}
+
+pub(super) fn split_first_line(b: &[u8]) -> (&[u8], &[u8]) {
+    match b.iter().position(|&c| c == b'\n') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &[]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn uidlist_merge_keeps_our_records_and_their_guid() {
+        let ours = b"3 V5 N10\n3 :a\n7 :b\n";
+        assert_eq!(merge_uidlist(ours, None), ours);
+        assert_eq!(
+            merge_uidlist(ours, Some(b"3 V5 N12 Gabcdef\n3 :a\n")),
+            b"3 V5 N12 Gabcdef\n3 :a\n7 :b\n"
+        );
+        assert_eq!(merge_uidlist(ours, Some(b"3 V6 N12 Gabcdef\n")), ours);
+        assert_eq!(merge_uidlist(ours, Some(b"garbage")), ours);
+    }
+
+    #[test]
+    pub(super) fn overlay_names() {
+        assert!(overlay_name_ok(OsStr::new("dovecot.index.log")));
+        assert!(!overlay_name_ok(OsStr::new(".Folder")));
+        assert!(!overlay_name_ok(OsStr::new("..")));
+    }
+}
