@@ -3,26 +3,51 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::mbox::{IndexOptions, ReadMode};
 use crate::model::TreeOptions;
 use crate::scan::Unquote;
+use crate::shard::Shard;
 use crate::source::{Layout, Owner};
 use crate::{sys, tz};
 
 /// Migrate a UW-IMAP host (mbox files) to Dovecot Maildir++, keeping every message, flag and
 /// UID.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, propagate_version = true)]
+#[command(
+    version,
+    about,
+    long_about = "Migrate a UW-IMAP host (mbox files) to Dovecot Maildir++, keeping every \
+message, flag and UID.\n\n\
+mboxfs reads the legacy host as UW-IMAP did: inboxes in /var/spool/mail/<user>, filed folders \
+as mbox files under /home/<user>, the users in /root/migrate/userlist and the folders in \
+/root/migrate/folderlist. `plan` shows what will be migrated and checks the destination, \
+`mount` shows the Maildir++ trees live (a preview that a Dovecot from `dovecot-config` serves \
+to testers), `materialize` writes them as real files, and `verify` proves the copy exact. The \
+mbox files are never written.",
+    after_long_help = "Logs go to standard error: warnings and errors only, unless -v (or \
+RUST_LOG, e.g. RUST_LOG=debug) asks for more.\n\n\
+Exit status: 0 when everything went well; 1 when the job ran but something failed, differs or \
+a check did not pass; 2 when the job could not run (bad options or lists, a refused DEST).\n\n\
+See /usr/share/doc/mboxfs/README.md for the migration runbook.",
+    propagate_version = true
+)]
 pub struct Cli {
+    /// More log output on standard error (-v: progress, -vv: debug); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what will be migrated, and every problem of the source. Writes nothing.
+    /// Show what will be migrated, and every problem of the source; with --dest, check the
+    /// destination too. Writes nothing.
     Plan(PlanArgs),
     /// Show the Maildir++ trees live and read-only as a FUSE file system (for Dovecot).
     Mount(MountArgs),
@@ -30,6 +55,12 @@ pub enum Command {
     Materialize(MaterializeArgs),
     /// Check that DEST holds exactly what the sources give.
     Verify(VerifyArgs),
+    /// Print a complete Dovecot configuration for the preview (the mount) or for production
+    /// (--dest).
+    DovecotConfig(DovecotConfigArgs),
+    /// Write the man pages and shell completions (used to build the package).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
 }
 
 /// Where the mail is (the same on every subcommand).
@@ -86,6 +117,14 @@ pub struct PlanArgs {
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also check the destination before copying: free inodes and space against what it will
+    /// need, the file system's subdirectory limit, that it is empty or made by mboxfs, that
+    /// Dovecot has not used it, and which Dovecot is installed. Exit status 1 when a check fails.
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Only the users of shard K of N (a stable hash of the user name).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     /// Folders indexed at once.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -139,6 +178,15 @@ pub struct MaterializeArgs {
     /// Write into a DEST that is not empty and was not made by mboxfs.
     #[arg(long)]
     pub force: bool,
+    /// Write DEST from the sources even though Dovecot has used it since mboxfs last wrote it:
+    /// flags, expunged and moved messages go back to what the mbox files say (nothing that
+    /// mboxfs did not write is removed). Without it, such a DEST is refused.
+    #[arg(long)]
+    pub revert_user_changes: bool,
+    /// Only the users of shard K of N (a stable hash of the user name), so that several
+    /// machines can share the work.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -150,8 +198,83 @@ pub struct VerifyArgs {
     /// Folders checked at once.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Only the users of shard K of N (a stable hash of the user name).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DovecotConfigArgs {
+    /// Production: serve the maildirs materialize wrote under DIR (read-write, port 143).
+    /// Without it: the preview, served from the mount.
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// The preview's mountpoint (where `mboxfs mount` shows the trees).
+    #[arg(long, value_name = "DIR", default_value = crate::dovecot_config::DEFAULT_MOUNTPOINT,
+        conflicts_with = "dest")]
+    pub mountpoint: PathBuf,
+    /// The IMAP port [default: 1043 for the preview, 143 for production].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// The addresses to listen on (Dovecot's `listen`).
+    #[arg(long, value_name = "ADDRS", default_value = "*, ::")]
+    pub listen: String,
+    /// Let testers change mail in the preview (for a mount run with --writable). Without it the
+    /// preview refuses every write with NO [NOPERM] and opens folders [READ-ONLY].
+    #[arg(long, conflicts_with = "dest")]
+    pub writable: bool,
+    /// Virtual users: logins and passwords from a passwd-file, mail owned by one system user
+    /// (as a mount or materialize with --owner). Without it: the system's users, PAM and
+    /// passwd, as UW-IMAP had them.
+    #[arg(long = "virtual")]
+    pub virtual_users: bool,
+    /// The passwd-file of the virtual users (`user:{SCHEME}password::::::` a line).
+    #[arg(long, value_name = "FILE", default_value = "/etc/dovecot/users", requires = "virtual_users")]
+    pub passwd_file: PathBuf,
+    /// The system user (and group) that owns virtual users' mail: the --owner given to the
+    /// mount or to materialize.
+    #[arg(long, value_name = "USER[:GROUP]", default_value = "vmail", requires = "virtual_users")]
+    pub owner: String,
+    /// The global ACL file that makes the read-only preview read-only (`--print-acl` gives
+    /// its contents; the package installs it).
+    #[arg(long, value_name = "FILE", default_value = crate::dovecot_config::DEFAULT_ACL_FILE)]
+    pub acl_file: PathBuf,
+    /// Print the read-only ACL file's contents instead of the configuration.
+    #[arg(long)]
+    pub print_acl: bool,
+    /// The preview's homes (Dovecot keeps nothing there; the users' real homes, where their
+    /// mbox folders are, stay untouched).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/mboxfs/home", conflicts_with = "dest")]
+    pub homes: PathBuf,
+    /// Where the preview's Dovecot keeps lock files: a directory like /tmp (mode 1777), e.g.
+    /// the preview unit's RuntimeDirectory.
+    #[arg(long, value_name = "DIR", default_value = crate::dovecot_config::PREVIEW_VOLATILE_DIR,
+        conflicts_with = "dest")]
+    pub volatile_dir: PathBuf,
+    /// Dovecot's runtime directory [default: /run/mboxfs-preview-dovecot for the preview,
+    /// Dovecot's own for production].
+    #[arg(long, value_name = "DIR")]
+    pub base_dir: Option<PathBuf>,
+    /// Log to FILE instead of syslog (mail facility).
+    #[arg(long, value_name = "FILE")]
+    pub log_path: Option<PathBuf>,
+    /// TLS certificate (PEM): turns on STARTTLS (and imaps on 993 in production).
+    #[arg(long, value_name = "FILE", requires = "ssl_key")]
+    pub ssl_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    pub ssl_key: Option<PathBuf>,
+    /// With TLS, still accept passwords on connections without it (as UW-IMAP may have).
+    #[arg(long)]
+    pub allow_plaintext: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateDocsArgs {
+    /// Where to write man/*.1 and completions/.
+    pub out: PathBuf,
 }
 
 /// The validated source configuration.
@@ -192,6 +315,7 @@ impl SourceArgs {
                 trust_owners: self.trust_owners,
                 skip_bad: self.skip_bad,
                 only_users: self.users.clone(),
+                shard: None,
             },
             tree: TreeOptions {
                 owner,

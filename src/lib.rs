@@ -11,9 +11,11 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+pub mod dovecot_config;
 pub mod fromline;
 pub mod fs;
 mod fuse;
+pub mod guard;
 pub mod index;
 pub mod lock;
 pub mod materialize;
@@ -22,9 +24,12 @@ mod mmap;
 pub mod model;
 pub mod mount;
 pub mod names;
+mod notify;
 mod parallel;
 pub mod plan;
+pub mod preflight;
 pub mod scan;
+pub mod shard;
 pub mod source;
 pub mod sys;
 pub mod tz;
@@ -43,23 +48,41 @@ pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit status: the job could not run (bad options, bad lists).
 pub const EXIT_FATAL: u8 = 2;
 
-/// Runs one command.
-pub fn run(cli: Cli) -> ExitCode {
-    let default_level = match cli.command {
-        Command::Mount(_) | Command::Materialize(_) => "info",
-        _ => "warn",
+/// The log filter for `-q`/`-v`: warnings and errors by default, on standard error only (never
+/// standard output, which carries listings and configurations).
+fn log_filter(quiet: bool, verbose: u8) -> String {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
     };
     // fuser's own warnings (unimplemented calls, an unmount already done by `umount`) are noise
-    // for an admin; RUST_LOG=fuser=warn shows them.
-    let default_filter = format!("{default_level},fuser=error");
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
-        .format_timestamp_secs()
-        .init();
+    // for an admin; -vv or RUST_LOG=fuser=warn shows them.
+    if verbose >= 2 {
+        level.to_string()
+    } else {
+        format!("{level},fuser=error")
+    }
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> ExitCode {
+    // Colour only on a terminal (env_logger's default; RUST_LOG_STYLE=never turns it off).
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(log_filter(cli.quiet, cli.verbose)),
+    )
+    .format_timestamp_secs()
+    .target(env_logger::Target::Stderr)
+    .init();
     let result = match cli.command {
         Command::Plan(a) => plan_command(a),
         Command::Mount(a) => mount_command(a),
         Command::Materialize(a) => materialize_command(a),
         Command::Verify(a) => verify_command(a),
+        Command::DovecotConfig(a) => dovecot_config_command(a),
+        Command::GenerateDocs(a) => generate_docs(&a.out),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -70,46 +93,70 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Loads the lists and lays out the trees, or explains why not.
+/// Loads the lists and lays out the trees (of one shard), or explains why not.
 fn load_tree(
     source: &cli::SourceArgs,
     mode: ReadMode,
+    shard: Option<shard::Shard>,
 ) -> Result<(model::Tree, cli::SourceConfig), String> {
-    let config = source.config(mode)?;
+    let mut config = source.config(mode)?;
+    config.layout.shard = shard;
     let host = config.layout.load().map_err(|e| e.to_string())?;
+    if let Some(s) = shard {
+        log::info!("shard {s}: {} users", host.users.len());
+    }
     let tree = model::Tree::build(&host, &config.tree);
     Ok((tree, config))
 }
 
+/// The plan as JSON, with the DEST checks when there are some.
+#[derive(serde::Serialize)]
+struct PlanJson<'a> {
+    #[serde(flatten)]
+    plan: &'a plan::Plan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest: Option<&'a preflight::DestReport>,
+}
+
 fn plan_command(a: cli::PlanArgs) -> Result<u8, String> {
-    let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
+    let (tree, config) = load_tree(&a.source, ReadMode::Map, a.shard)?;
     let plan = plan::Plan::make(
         &tree,
         &config.index,
         a.jobs.unwrap_or_else(cli::default_jobs),
     );
+    let dest = a.dest.as_deref().map(|d| preflight::check(&plan, &tree, d));
     let mut out = std::io::stdout().lock();
     let written = if a.json {
-        serde_json::to_writer_pretty(&mut out, &plan)
+        let json = PlanJson {
+            plan: &plan,
+            dest: dest.as_ref(),
+        };
+        serde_json::to_writer_pretty(&mut out, &json)
             .map_err(std::io::Error::from)
             .and_then(|_| std::io::Write::write_all(&mut out, b"\n"))
     } else {
-        plan.write_text(&mut out)
+        plan.write_text(&mut out).and_then(|()| match &dest {
+            Some(d) => d.write_text(&mut out),
+            None => Ok(()),
+        })
     };
     match written {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         Err(e) => return Err(format!("writing the plan: {e}")),
         Ok(()) => {}
     }
-    Ok(if plan.has_errors() {
-        EXIT_PROBLEMS
-    } else {
-        EXIT_OK
-    })
+    Ok(
+        if plan.has_errors() || dest.as_ref().is_some_and(|d| d.failed()) {
+            EXIT_PROBLEMS
+        } else {
+            EXIT_OK
+        },
+    )
 }
 
 fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
-    let (tree, config) = load_tree(&a.source, ReadMode::Pread)?;
+    let (tree, config) = load_tree(&a.source, ReadMode::Pread, None)?;
     for p in tree
         .all_problems()
         .filter(|p| p.severity >= source::Severity::Warning)
@@ -122,6 +169,7 @@ fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
         cli::LockArg::Dotlock => lock::LockMode::Dotlock,
     };
     let state_dir = a.state_dir.unwrap_or_else(mount::default_state_dir);
+    notify::ready_when_mounted(&a.mountpoint);
     mount::run(
         tree,
         mount::MountConfig {
@@ -149,15 +197,33 @@ fn report_problems(tree: &model::Tree) {
 }
 
 fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
-    let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
+    let (tree, config) = load_tree(&a.source, ReadMode::Map, a.shard)?;
     report_problems(&tree);
+    // Nothing is written while Dovecot's (users') changes are in DEST, unless the admin says so.
+    let found = guard::check(&tree, &a.dest);
+    if !found.is_empty() {
+        if !a.revert_user_changes {
+            return Err(guard::refusal(&a.dest, &found));
+        }
+        log::warn!(
+            "{}: reverting what Dovecot changed since mboxfs wrote it (--revert-user-changes):",
+            a.dest.display()
+        );
+        for f in &found {
+            log::warn!("  {f}");
+        }
+    }
     let opts = materialize::Options {
         jobs: a.jobs.unwrap_or(materialize::DEFAULT_JOBS),
         fsync: a.fsync,
         force: a.force,
         progress: true,
     };
-    let s = materialize::run(&tree, &config.index, &a.dest, &opts)?;
+    guard::begin(&tree, &a.dest).map_err(|e| format!("{}: {e}", a.dest.display()))?;
+    let result = materialize::run(&tree, &config.index, &a.dest, &opts);
+    // Even a failed run wrote only what mboxfs writes: from here on, changes are someone else's.
+    guard::finish(&tree, &a.dest).map_err(|e| format!("{}: {e}", a.dest.display()))?;
+    let s = result?;
     for (what, why) in &s.failures {
         eprintln!("mboxfs: FAILED {what}: {why}");
     }
@@ -193,7 +259,7 @@ fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
 }
 
 fn verify_command(a: cli::VerifyArgs) -> Result<u8, String> {
-    let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
+    let (tree, config) = load_tree(&a.source, ReadMode::Map, a.shard)?;
     if !a.dest.is_dir() {
         return Err(format!("{}: not a directory", a.dest.display()));
     }
@@ -228,5 +294,112 @@ fn verify_command(a: cli::VerifyArgs) -> Result<u8, String> {
             format!("{bad} with differences")
         }
     );
+    drop(out);
+    let found = guard::check(&tree, &a.dest);
+    if !found.is_empty() {
+        let users = guard::users_with_findings(&found);
+        eprintln!(
+            "mboxfs: note: Dovecot has used {} since mboxfs wrote it ({} of {}; e.g. {}): \
+             differences may be users' work, which materialize will not revert unless told \
+             --revert-user-changes",
+            a.dest.display(),
+            users.len(),
+            if users.len() == 1 { "user" } else { "users" },
+            found[0]
+        );
+    }
     Ok(if bad == 0 { EXIT_OK } else { EXIT_PROBLEMS })
+}
+
+fn dovecot_config_command(a: cli::DovecotConfigArgs) -> Result<u8, String> {
+    use dovecot_config::{Options, Target, Users};
+    if a.print_acl {
+        print!("{}", dovecot_config::READONLY_ACL);
+        return Ok(EXIT_OK);
+    }
+    let target = match &a.dest {
+        Some(dest) => Target::Production { dest: dest.clone() },
+        None => Target::Preview {
+            mountpoint: a.mountpoint.clone(),
+            writable: a.writable,
+        },
+    };
+    let users = if a.virtual_users {
+        let owner = cli::parse_owner(&a.owner).map_err(|e| {
+            format!(
+                "{e}: virtual users' mail belongs to one system user; create it (useradd --system \
+                 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin vmail) or give \
+                 --owner USER[:GROUP], the same as the mount's or materialize's --owner"
+            )
+        })?;
+        Users::Virtual {
+            passwd_file: a.passwd_file.clone(),
+            owner,
+            owner_name: a.owner.clone(),
+        }
+    } else {
+        Users::System
+    };
+    let read_only = matches!(
+        target,
+        Target::Preview {
+            writable: false,
+            ..
+        }
+    );
+    let command = std::iter::once("mboxfs".to_string())
+        .chain(std::env::args().skip(1))
+        .map(|w| dovecot_config::shell_word(&w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let opts = Options {
+        port: a.port.unwrap_or_else(|| dovecot_config::default_port(&target)),
+        target,
+        users,
+        listen: a.listen.clone(),
+        acl_file: a.acl_file.clone(),
+        homes: a.homes.clone(),
+        volatile_dir: a.volatile_dir.clone(),
+        base_dir: a.base_dir.clone(),
+        log_path: a.log_path.clone(),
+        tls: a.ssl_cert.clone().zip(a.ssl_key.clone()),
+        allow_plaintext: a.allow_plaintext,
+        command,
+    };
+    let text = dovecot_config::render(&opts)?;
+    if read_only
+        && std::fs::read_to_string(&a.acl_file).ok().as_deref() != Some(dovecot_config::READONLY_ACL)
+    {
+        log::warn!(
+            "{} is missing or differs from `mboxfs dovecot-config --print-acl`: without it the \
+             preview is not read-only",
+            a.acl_file.display()
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing: {e}")),
+        _ => Ok(EXIT_OK),
+    }
+}
+
+/// Man pages and shell completions, from the clap definition this binary runs with.
+fn generate_docs(out: &std::path::Path) -> Result<u8, String> {
+    use clap::CommandFactory;
+    let err = |what: &std::path::Path, e: std::io::Error| format!("{}: {e}", what.display());
+    let man = out.join("man");
+    let completions = out.join("completions");
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).map_err(|e| err(d, e))?;
+    }
+    clap_mangen::generate_to(Cli::command(), &man).map_err(|e| err(&man, e))?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "mboxfs", &completions)
+            .map_err(|e| err(&completions, e))?;
+    }
+    Ok(EXIT_OK)
 }

@@ -83,6 +83,8 @@ pub struct Layout {
     pub skip_bad: bool,
     /// Only these users (empty: all).
     pub only_users: Vec<String>,
+    /// Only the users of this shard (`--shard K/N`).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Who owns a user's tree.
@@ -275,6 +277,7 @@ impl Layout {
             .into_iter()
             .zip(folders)
             .filter(|(name, _)| self.only_users.is_empty() || self.only_users.contains(name))
+            .filter(|(name, _)| self.shard.is_none_or(|s| s.contains(name)))
             .map(|(name, folders)| self.user(name, folders))
             .collect();
         Ok(Host {
@@ -509,6 +512,7 @@ mod tests {
             trust_owners: true,
             skip_bad: false,
             only_users: vec![],
+            shard: None,
         }
     }
 
