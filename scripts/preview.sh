@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # mboxfs preview: mount a UW-IMAP host's mbox files as Maildir++ (read-only, live) and serve
 # them with Dovecot on 127.0.0.1:1043, so that IMAP clients can test the migration before
-# anything is copied. Ctrl-C stops Dovecot, unmounts and cleans up.
+# anything is copied. Ctrl-C stops Dovecot, unmounts and cleans up. Run as root.
 #
-#   scripts/preview.sh          the sample host shipped in sample/ (log in as user000 / pw)
+#   scripts/preview.sh          the sample host shipped in sample/: only its users log in
+#                               (user000, user001, user002), with the password pw
 #   scripts/preview.sh --real   this host's mail: /var/spool/mail/%u, /home/%u and the lists in
 #                               /root/migrate; users log in with their own passwords (PAM)
 #   Extra arguments are passed to `mboxfs mount` (e.g. --timezone Europe/Berlin).
 #
+# Dovecot's configuration is what `mboxfs dovecot-config` prints (the same command the README
+# and the packaged systemd units use), written into the preview's run directory. mboxfs's own
+# log goes to a file there, never into the listing.
+#
 # Environment: MBOXFS_PREVIEW_PORT (default 1043), MBOXFS_BIN (a built mboxfs to use),
-# MBOXFS_PREVIEW_ONESHOT=1 (show, then stop: for tests).
+# MBOXFS_PREVIEW_ONESHOT=1 (show, then stop: for tests), MBOXFS_PREVIEW_KEEP=DIR (with
+# ONESHOT: leave Dovecot and the mount running, and write their pids and paths to DIR/env).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,51 +39,48 @@ if [ -z "$bin" ]; then
     # shellcheck source=scripts/cargo-env.sh
     . "$repo/scripts/cargo-env.sh"
     echo "preview.sh: building mboxfs (release)..."
-    (cd "$repo" && cargo build --release --quiet)
+    (cd "$repo" && cargo build --release --quiet --bin mboxfs)
     bin=$repo/target/release/mboxfs
 fi
 
 run=$(mktemp -d /run/mboxfs-preview.XXXXXX)
 chmod 755 "$run"
 mnt=$run/mnt
-mkdir -p "$mnt" "$run/dovecot" "$run/home"
+mkdir -p "$mnt" "$run/dovecot" "$run/home" "$run/volatile"
+chmod 1777 "$run/volatile"
 
+config_args=(--mountpoint "$mnt" --port "$port" --listen 127.0.0.1 --base-dir "$run/dovecot/run"
+    --log-path "$run/dovecot/dovecot.log" --acl-file "$run/dovecot/readonly.acl"
+    --homes "$run/home" --volatile-dir "$run/volatile")
 if [ "$mode" = sample ]; then
     src=$repo/sample
     source_args=(--inbox "$src/var/spool/mail/%u" --home "$src/home/%u" --userlist "$src/userlist"
         --folderlist "$src/folderlist" --timezone UTC)
-    # Virtual mail: one system user owns every preview tree.
-    id mboxfs-preview >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin mboxfs-preview
+    # Virtual mail: one system user owns every preview tree; only the sample's users log in.
+    id mboxfs-preview >/dev/null 2>&1 ||
+        useradd --system --user-group --no-create-home --shell /usr/sbin/nologin mboxfs-preview
     chown mboxfs-preview: "$run/home"
     owner_args=(--owner mboxfs-preview)
     userlist=$src/userlist
-    passdb='passdb {
-  driver = static
-  args = password=pw
-}'
-    userdb="userdb {
-  driver = static
-  args = uid=mboxfs-preview gid=mboxfs-preview home=$run/home/%u
-}"
-    login_hint="log in as $(head -n 1 "$userlist") with password pw"
+    grep -v -e '^#' -e '^[[:space:]]*$' "$userlist" | sed 's/$/:{PLAIN}pw::::::/' >"$run/dovecot/passwd"
+    # Read by Dovecot's auth process, which runs as the dovecot user.
+    chgrp dovecot "$run/dovecot/passwd"
+    chmod 640 "$run/dovecot/passwd"
+    config_args+=(--virtual --owner mboxfs-preview --passwd-file "$run/dovecot/passwd")
+    login_hint="log in as $(head -n 1 "$userlist") (or any user of sample/userlist) with password pw"
 else
     source_args=()
     owner_args=()
     userlist=/root/migrate/userlist
-    passdb='passdb {
-  driver = pam
-}'
-    userdb='userdb {
-  driver = passwd
-  override_fields = home='"$run/home/%u"'
-}'
     login_hint="log in with the users' own passwords"
 fi
 
 mboxfs_pid=
 dovecot_pid=
+keep=
 cleanup() {
     trap - INT TERM EXIT
+    [ -n "$keep" ] && return
     echo
     echo "preview.sh: stopping"
     [ -n "$dovecot_pid" ] && kill "$dovecot_pid" 2>/dev/null && wait "$dovecot_pid" 2>/dev/null
@@ -87,43 +90,21 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# --- the mount --------------------------------------------------------------------------------
-"$bin" mount "$mnt" --state-dir "$run/state" "${owner_args[@]}" "${source_args[@]}" "$@" &
+# --- the mount (its log in a file: the listing below stays clean) ----------------------------
+"$bin" mount "$mnt" --state-dir "$run/state" "${owner_args[@]}" "${source_args[@]}" "$@" \
+    >"$run/mboxfs.log" 2>&1 &
 mboxfs_pid=$!
 for _ in $(seq 100); do
     mountpoint -q "$mnt" && break
-    kill -0 "$mboxfs_pid" 2>/dev/null || { echo "preview.sh: mboxfs mount failed" >&2; exit 1; }
+    kill -0 "$mboxfs_pid" 2>/dev/null || { echo "preview.sh: mboxfs mount failed:" >&2; cat "$run/mboxfs.log" >&2; exit 1; }
     sleep 0.1
 done
-mountpoint -q "$mnt" || { echo "preview.sh: $mnt did not appear" >&2; exit 1; }
+mountpoint -q "$mnt" || { echo "preview.sh: $mnt did not appear:" >&2; cat "$run/mboxfs.log" >&2; exit 1; }
 
-# --- Dovecot: nothing but mail_location points at the mount ------------------------------------
+# --- Dovecot, configured by `mboxfs dovecot-config` ---------------------------------------------
 conf=$run/dovecot/dovecot.conf
-cat >"$conf" <<EOF
-# Generated by mboxfs scripts/preview.sh
-protocols = imap
-listen = 127.0.0.1
-base_dir = $run/dovecot/run
-instance_name = mboxfs-preview
-log_path = $run/dovecot/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:$mnt/%u
-# New mail in the mbox shows up to clients in IDLE within a second.
-mailbox_idle_check_interval = 1 secs
-$passdb
-$userdb
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $port
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-EOF
+"$bin" dovecot-config --print-acl >"$run/dovecot/readonly.acl"
+"$bin" dovecot-config "${config_args[@]}" >"$conf"
 dovecot -F -c "$conf" &
 dovecot_pid=$!
 for _ in $(seq 100); do
@@ -142,9 +123,14 @@ while read -r user; do
         sed 's/^/    /' || echo "    (no mailboxes)"
 done <"$userlist"
 echo
-echo "Mounted at $mnt; Dovecot on 127.0.0.1:$port ($login_hint)."
-echo "Its config: $conf"
+echo "Mounted at $mnt; Dovecot on 127.0.0.1:$port, read-only ($login_hint)."
+echo "Dovecot's config: $conf (written by mboxfs dovecot-config); logs: $run/mboxfs.log, $run/dovecot/dovecot.log"
 if [ "${MBOXFS_PREVIEW_ONESHOT:-}" = 1 ]; then
+    if [ -n "${MBOXFS_PREVIEW_KEEP:-}" ]; then
+        keep=1
+        printf 'run=%s\nmboxfs_pid=%s\ndovecot_pid=%s\nconf=%s\n' "$run" "$mboxfs_pid" "$dovecot_pid" "$conf" \
+            >"$MBOXFS_PREVIEW_KEEP/env"
+    fi
     exit 0
 fi
 echo "Press Ctrl-C to stop."

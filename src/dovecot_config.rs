@@ -256,7 +256,8 @@ pub fn render(o: &Options) -> Result<String, String> {
             let _ = write!(
                 c,
                 "# Virtual users: {file} holds `user:{{SCHEME}}password::::::` lines (make a hash with\n\
-                 # `doveadm pw -s SHA512-CRYPT`); all mail belongs to {owner_name} (uid {uid}, gid {gid}).\n\
+                 # `doveadm pw -s SHA512-CRYPT`); Dovecot's auth process reads it as the dovecot user\n\
+                 # (chgrp dovecot, chmod 640). All mail belongs to {owner_name} (uid {uid}, gid {gid}).\n\
                  passdb {{\n  driver = passwd-file\n  args = username_format=%u {file}\n}}\n\
                  userdb {{\n  driver = passwd-file\n  args = username_format=%u {file}\n  \
                  default_fields = uid={uid} gid={gid} home={home}\n}}\n\

@@ -348,7 +348,7 @@ fn dovecot_config_command(a: cli::DovecotConfigArgs) -> Result<u8, String> {
         }
     );
     let command = std::iter::once("mboxfs".to_string())
-        .chain(std::env::args().skip(1))
+        .chain(std::env::args().skip(1).filter(|w| w != "-q" && w != "--quiet"))
         .map(|w| dovecot_config::shell_word(&w))
         .collect::<Vec<_>>()
         .join(" ");
