@@ -92,7 +92,7 @@ trap cleanup INT TERM EXIT
 
 # --- the mount (its log in a file: the listing below stays clean) ----------------------------
 "$bin" mount "$mnt" --state-dir "$run/state" "${owner_args[@]}" "${source_args[@]}" "$@" \
-    >"$run/mboxfs.log" 2>&1 &
+    </dev/null >"$run/mboxfs.log" 2>&1 &
 mboxfs_pid=$!
 for _ in $(seq 100); do
     mountpoint -q "$mnt" && break
@@ -105,11 +105,12 @@ mountpoint -q "$mnt" || { echo "preview.sh: $mnt did not appear:" >&2; cat "$run
 conf=$run/dovecot/dovecot.conf
 "$bin" dovecot-config --print-acl >"$run/dovecot/readonly.acl"
 "$bin" dovecot-config "${config_args[@]}" >"$conf"
-dovecot -F -c "$conf" &
+# Its log goes to log_path; what it says before that (a bad configuration) to a file too.
+dovecot -F -c "$conf" </dev/null >"$run/dovecot/stderr" 2>&1 &
 dovecot_pid=$!
 for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    kill -0 "$dovecot_pid" 2>/dev/null || { echo "preview.sh: Dovecot did not start:" >&2; cat "$run/dovecot/dovecot.log" >&2; exit 1; }
+    kill -0 "$dovecot_pid" 2>/dev/null || { echo "preview.sh: Dovecot did not start:" >&2; cat "$run/dovecot/stderr" "$run/dovecot/dovecot.log" >&2; exit 1; }
     sleep 0.1
 done
 

@@ -231,11 +231,21 @@ pub struct DovecotConfigArgs {
     #[arg(long = "virtual")]
     pub virtual_users: bool,
     /// The passwd-file of the virtual users (`user:{SCHEME}password::::::` a line).
-    #[arg(long, value_name = "FILE", default_value = "/etc/dovecot/users", requires = "virtual_users")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/dovecot/users",
+        requires = "virtual_users"
+    )]
     pub passwd_file: PathBuf,
     /// The system user (and group) that owns virtual users' mail: the --owner given to the
     /// mount or to materialize.
-    #[arg(long, value_name = "USER[:GROUP]", default_value = "vmail", requires = "virtual_users")]
+    #[arg(
+        long,
+        value_name = "USER[:GROUP]",
+        default_value = "vmail",
+        requires = "virtual_users"
+    )]
     pub owner: String,
     /// The global ACL file that makes the read-only preview read-only (`--print-acl` gives
     /// its contents; the package installs it).
@@ -246,7 +256,12 @@ pub struct DovecotConfigArgs {
     pub print_acl: bool,
     /// The preview's homes (Dovecot keeps nothing there; the users' real homes, where their
     /// mbox folders are, stay untouched).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/mboxfs/home", conflicts_with = "dest")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/mboxfs/home",
+        conflicts_with = "dest"
+    )]
     pub homes: PathBuf,
     /// Where the preview's Dovecot keeps lock files: a directory like /tmp (mode 1777), e.g.
     /// the preview unit's RuntimeDirectory.

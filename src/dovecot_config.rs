@@ -365,14 +365,23 @@ mod tests {
         o.port = 143;
         let c = render(&o).unwrap();
         assert!(!c.contains("acl"));
-        assert!(c.contains("mail_location = maildir:/data/mail2/%u\n"), "{c}");
+        assert!(
+            c.contains("mail_location = maildir:/data/mail2/%u\n"),
+            "{c}"
+        );
         assert!(!c.contains("base_dir"));
         assert!(!c.contains("override_fields"));
     }
 
     #[test]
     fn dangerous_paths_are_refused() {
-        for bad in ["relative/x", "/srv/a:b", "/srv/100%", "/srv/a b", "/srv/a\nb"] {
+        for bad in [
+            "relative/x",
+            "/srv/a:b",
+            "/srv/100%",
+            "/srv/a b",
+            "/srv/a\nb",
+        ] {
             let mut o = preview();
             o.target = Target::Preview {
                 mountpoint: bad.into(),

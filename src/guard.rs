@@ -156,12 +156,7 @@ impl Walk<'_> {
         let Ok(rd) = std::fs::read_dir(root) else {
             return;
         };
-        let ours: HashSet<&[u8]> = self
-            .user
-            .folders
-            .iter()
-            .map(|f| f.dir.as_bytes())
-            .collect();
+        let ours: HashSet<&[u8]> = self.user.folders.iter().map(|f| f.dir.as_bytes()).collect();
         let mut foreign = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name();
@@ -174,8 +169,7 @@ impl Walk<'_> {
                         "subscriptions changed (a client subscribed or unsubscribed)".into(),
                     );
                 }
-            } else if md.is_dir() && n.starts_with(b".") && !ours.contains(n) && self.changed(&md)
-            {
+            } else if md.is_dir() && n.starts_with(b".") && !ours.contains(n) && self.changed(&md) {
                 foreign.push(String::from_utf8_lossy(n).into_owned());
             }
         }
@@ -201,7 +195,10 @@ impl Walk<'_> {
         let Ok(md) = lstat(&dir) else {
             // A folder mboxfs wrote that is gone: deleted or renamed in Dovecot.
             if self.by_time && lstat(root).is_ok_and(|r| self.changed(&r)) {
-                self.add(place, "the folder is gone (deleted or renamed in Dovecot?)".into());
+                self.add(
+                    place,
+                    "the folder is gone (deleted or renamed in Dovecot?)".into(),
+                );
             }
             return;
         };
@@ -436,12 +433,33 @@ pub fn finish(tree: &Tree, dest: &Path) -> io::Result<()> {
     if !made_by_mboxfs(dest) {
         return Ok(());
     }
+    let mut last = None;
     for u in &tree.users {
         if lstat(&dest.join(&u.name)).is_ok_and(|m| m.is_dir()) {
             write_stamp(dest, &u.name, "finished\n")?;
+            last = Some(ctime(&lstat(&stamp_path(dest, &u.name))?));
         }
     }
+    if let Some(last) = last {
+        wait_past(dest, last)?;
+    }
     Ok(())
+}
+
+/// Returns once the file system's clock has moved past `t`. File times come from a coarse
+/// clock (a few milliseconds a tick): without the wait, a change made right after the run
+/// could carry the stamp's own time and go unnoticed.
+fn wait_past(dest: &Path, t: Stamp) -> io::Result<()> {
+    let probe = dest.join(STAMPS).join(".clock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        write_stamp(dest, ".clock", "")?;
+        let now = ctime(&lstat(&probe)?);
+        if now > t || std::time::Instant::now() > deadline {
+            return std::fs::remove_file(&probe);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Findings grouped by user, for a summary line.

@@ -299,12 +299,12 @@ fn verify_command(a: cli::VerifyArgs) -> Result<u8, String> {
     if !found.is_empty() {
         let users = guard::users_with_findings(&found);
         eprintln!(
-            "mboxfs: note: Dovecot has used {} since mboxfs wrote it ({} of {}; e.g. {}): \
+            "mboxfs: note: Dovecot has used {} since mboxfs wrote it ({} user{}; e.g. {}): \
              differences may be users' work, which materialize will not revert unless told \
              --revert-user-changes",
             a.dest.display(),
             users.len(),
-            if users.len() == 1 { "user" } else { "users" },
+            if users.len() == 1 { "" } else { "s" },
             found[0]
         );
     }
@@ -348,12 +348,18 @@ fn dovecot_config_command(a: cli::DovecotConfigArgs) -> Result<u8, String> {
         }
     );
     let command = std::iter::once("mboxfs".to_string())
-        .chain(std::env::args().skip(1).filter(|w| w != "-q" && w != "--quiet"))
+        .chain(
+            std::env::args()
+                .skip(1)
+                .filter(|w| w != "-q" && w != "--quiet"),
+        )
         .map(|w| dovecot_config::shell_word(&w))
         .collect::<Vec<_>>()
         .join(" ");
     let opts = Options {
-        port: a.port.unwrap_or_else(|| dovecot_config::default_port(&target)),
+        port: a
+            .port
+            .unwrap_or_else(|| dovecot_config::default_port(&target)),
         target,
         users,
         listen: a.listen.clone(),
@@ -368,7 +374,8 @@ fn dovecot_config_command(a: cli::DovecotConfigArgs) -> Result<u8, String> {
     };
     let text = dovecot_config::render(&opts)?;
     if read_only
-        && std::fs::read_to_string(&a.acl_file).ok().as_deref() != Some(dovecot_config::READONLY_ACL)
+        && std::fs::read_to_string(&a.acl_file).ok().as_deref()
+            != Some(dovecot_config::READONLY_ACL)
     {
         log::warn!(
             "{} is missing or differs from `mboxfs dovecot-config --print-acl`: without it the \

@@ -2,7 +2,7 @@
 //! units ordered after the mount (the preview's Dovecot) start only when there is something to
 //! serve.
 //!
-//! A thread watches `/proc/self/mountinfo` for a new `fuse.mboxfs` mount at the mountpoint (a
+//! A thread watches `/proc/self/mountinfo` for a new mboxfs mount at the mountpoint (a
 //! dead mount left there by a killed process does not count), then sends the datagram to
 //! `$NOTIFY_SOCKET`. Reading the mount table never touches the FUSE file system, so the thread
 //! cannot block on the requests it is waiting for.
@@ -12,7 +12,8 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Mount ids of `fuse.mboxfs` mounts at `mountpoint`.
+/// Mount ids of mboxfs's FUSE mounts at `mountpoint` (type `fuse` or `fuse.mboxfs`, source
+/// `mboxfs`).
 fn mboxfs_mounts(mountpoint: &Path) -> HashSet<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines()
@@ -21,7 +22,9 @@ fn mboxfs_mounts(mountpoint: &Path) -> HashSet<String> {
             let mut f = left.split(' ');
             let id = f.next()?;
             let mp = f.nth(3)?.replace("\\040", " ");
-            (right.split(' ').next() == Some("fuse.mboxfs") && Path::new(&mp) == mountpoint)
+            let mut r = right.split(' ');
+            let (fstype, source) = (r.next()?, r.next()?);
+            (fstype.starts_with("fuse") && source == "mboxfs" && Path::new(&mp) == mountpoint)
                 .then(|| id.to_string())
         })
         .collect()
@@ -70,6 +73,10 @@ pub fn ready_when_mounted(mountpoint: &Path) {
         _ => mountpoint.to_path_buf(),
     };
     let before = mboxfs_mounts(&mp);
+    // The thread must not take SIGTERM or SIGINT, whose default action would end the process
+    // without unmounting: `mount` waits for them in a thread of its own. A new thread inherits
+    // the signal mask, so block them around the spawn.
+    let old = block_stop_signals();
     let spawned = std::thread::Builder::new()
         .name("notify".into())
         .spawn(move || {
@@ -81,7 +88,32 @@ pub fn ready_when_mounted(mountpoint: &Path) {
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
+    restore_signals(&old);
     if let Err(e) = spawned {
         log::warn!("cannot watch for the mount to tell systemd: {e}");
+    }
+}
+
+#[allow(unsafe_code)]
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls change only this
+    // thread's mask and write the previous one into a live local.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+#[allow(unsafe_code)]
+fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is the mask pthread_sigmask returned; this sets the calling thread's mask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
     }
 }

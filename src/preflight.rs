@@ -385,10 +385,10 @@ pub fn check(plan: &Plan, tree: &crate::model::Tree, dest: &Path) -> DestReport 
                 name: "dovecot changes",
                 status: Status::Failed,
                 detail: format!(
-                    "Dovecot has used DEST since mboxfs wrote it ({} of {}, e.g. {}): materialize \
+                    "Dovecot has used DEST since mboxfs wrote it ({} user{}, e.g. {}): materialize \
                      will refuse it unless told --revert-user-changes",
                     users.len(),
-                    if users.len() == 1 { "user" } else { "users" },
+                    if users.len() == 1 { "" } else { "s" },
                     found[0]
                 ),
                 needed: None,

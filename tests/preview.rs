@@ -1,19 +1,36 @@
 //! README's first command, `scripts/preview.sh`, run to the point where it shows what a client
-//! sees (MBOXFS_PREVIEW_ONESHOT), on a spare port.
+//! sees (MBOXFS_PREVIEW_ONESHOT), on a spare port: Dovecot serves through the configuration
+//! `mboxfs dovecot-config` wrote, only the sample's users log in, writes are refused, and
+//! mboxfs's log stays out of the listing.
 
 mod common;
+
+use std::io::{BufRead, BufReader, Write};
 
 #[test]
 fn the_preview_shows_every_users_mail_and_cleans_up() {
     common::require_root_and_tools(&["dovecot", "doveadm"]);
     let port = common::free_port();
+    let keep = tempfile::tempdir().unwrap();
     let out =
         std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/preview.sh"))
             .env("MBOXFS_BIN", env!("CARGO_BIN_EXE_mboxfs"))
             .env("MBOXFS_PREVIEW_ONESHOT", "1")
             .env("MBOXFS_PREVIEW_PORT", port.to_string())
+            .env("MBOXFS_PREVIEW_KEEP", keep.path())
             .output()
             .unwrap();
+    let env = std::fs::read_to_string(keep.path().join("env")).unwrap_or_default();
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let running = Running {
+        run: get("run"),
+        pids: [get("dovecot_pid"), get("mboxfs_pid")],
+    };
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -38,10 +55,114 @@ fn the_preview_shows_every_users_mail_and_cleans_up() {
     }
     assert!(text.contains("Entwürfe messages="), "{text}");
     assert!(text.contains(&format!("Dovecot on 127.0.0.1:{port}")));
+    // Only the listing: no log line of mboxfs's (they go to its log file).
+    for l in text.lines() {
+        assert!(
+            !l.contains(" WARN ") && !l.contains(" INFO ") && !l.starts_with("mboxfs:"),
+            "a log line in the listing: {l}\n{text}"
+        );
+    }
+    // The configuration is mboxfs dovecot-config's, read-only, with the sample's users.
+    let conf = std::fs::read_to_string(format!("{}/dovecot/dovecot.conf", running.run)).unwrap();
+    assert!(
+        conf.contains("# Written by: mboxfs dovecot-config "),
+        "{conf}"
+    );
+    assert!(conf.contains("acl = vfile:"), "{conf}");
+    assert_eq!(
+        login(port, "user000", "pw", Some("SELECT INBOX")),
+        ["OK", "OK [READ-ONLY]"]
+    );
+    assert_eq!(
+        login(port, "user002", "pw", Some("CREATE Test")),
+        ["OK", "NO [NOPERM]"]
+    );
+    assert_eq!(
+        login(port, "user000", "wrong", None),
+        ["NO [AUTHENTICATIONFAILED]"]
+    );
+    assert_eq!(
+        login(port, "root", "pw", None),
+        ["NO [AUTHENTICATIONFAILED]"]
+    );
+    drop(running);
     // Nothing left behind.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains("mboxfs-preview"),
         "still mounted:\n{mounts}"
     );
+}
+
+/// The preview left running (MBOXFS_PREVIEW_KEEP), stopped and cleaned up on drop.
+struct Running {
+    run: String,
+    pids: [String; 2],
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: signalling the preview's processes, which this test started.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+                for _ in 0..200 {
+                    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+            }
+        }
+        if self.run.starts_with("/run/mboxfs-preview.") {
+            let mnt = format!("{}/mnt", self.run);
+            if common::is_mounted(std::path::Path::new(&mnt)) {
+                let _ = std::process::Command::new("umount")
+                    .args(["-l", &mnt])
+                    .status();
+            }
+            let _ = std::fs::remove_dir_all(&self.run);
+        }
+    }
+}
+
+/// LOGIN, then one command; the tagged answers' first words (`OK`, `NO [NOPERM]`...).
+fn login(port: u16, user: &str, password: &str, then: Option<&str>) -> Vec<String> {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let mut out = Vec::new();
+    let cmds = [
+        Some(format!("LOGIN {user} {password}")),
+        then.map(str::to_string),
+    ];
+    for (i, c) in cmds.iter().flatten().enumerate() {
+        let tag = format!("p{i}");
+        w.write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert!(!line.is_empty());
+            if let Some(a) = line.strip_prefix(&format!("{tag} ")) {
+                let words: Vec<&str> = a.split(' ').collect();
+                let code = words
+                    .get(1)
+                    .is_some_and(|w| w.starts_with('[') && !w.starts_with("[CAPABILITY"));
+                let n = if code { 2 } else { 1 };
+                out.push(words[..n].join(" "));
+                break;
+            }
+        }
+        if !out.last().unwrap().starts_with("OK") {
+            break;
+        }
+    }
+    out
 }

@@ -1,0 +1,454 @@
+//! `mboxfs dovecot-config`: every configuration it writes is one `doveconf` accepts, the README
+//! shows exactly what it prints, and the read-only preview answers every IMAP write with a clear
+//! refusal (never [SERVERBUG]) and keeps no flag change, through a real Dovecot on the mount.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use common::{Host, Mount, mboxfs};
+
+fn dovecot_config(args: &[&str]) -> std::process::Output {
+    mboxfs().arg("dovecot-config").args(args).output().unwrap()
+}
+
+fn doveconf_accepts(conf: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dovecot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new("doveconf")
+        .arg("-n")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn doveconf_accepts_every_combination() {
+    common::require_root_and_tools(&["doveconf"]);
+    let targets: [&[&str]; 4] = [
+        &[],
+        &["--writable"],
+        &["--mountpoint", "/srv/preview", "--port", "2143"],
+        &["--dest", "/data/mail2"],
+    ];
+    let users: [&[&str]; 3] = [
+        &[],
+        &["--virtual", "--owner", "nobody"],
+        &[
+            "--virtual",
+            "--owner",
+            "65534:65534",
+            "--passwd-file",
+            "/etc/mboxfs/users",
+        ],
+    ];
+    let extras: [&[&str]; 3] = [
+        &[],
+        &[
+            "--ssl-cert",
+            "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+            "--ssl-key",
+            "/etc/ssl/private/ssl-cert-snakeoil.key",
+        ],
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--log-path",
+            "/var/log/dovecot-preview.log",
+        ],
+    ];
+    let mut n = 0;
+    for t in targets {
+        for u in users {
+            for e in extras {
+                let args: Vec<&str> = [t, u, e].concat();
+                let out = dovecot_config(&args);
+                assert!(
+                    out.status.success(),
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let conf = String::from_utf8(out.stdout).unwrap();
+                doveconf_accepts(&conf).unwrap_or_else(|e| panic!("{args:?}: {e}\n{conf}"));
+                // UW-IMAP's separator, and read-only unless writable or production.
+                assert!(conf.contains("separator = /\n  prefix =\n"), "{conf}");
+                let read_only = !args.contains(&"--writable") && !args.contains(&"--dest");
+                assert_eq!(conf.contains("acl = vfile:"), read_only, "{args:?}");
+                let port = if args.contains(&"--dest") {
+                    "143"
+                } else if args.contains(&"2143") {
+                    "2143"
+                } else {
+                    "1043"
+                };
+                assert!(conf.contains(&format!("    port = {port}\n")), "{conf}");
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 36);
+    // Bad input: a clear message and exit status 2, never a configuration.
+    for bad in [
+        vec!["--mountpoint", "relative"],
+        vec!["--dest", "/data/100%"],
+        vec!["--virtual", "--owner", "no-such-user-here"],
+        vec!["--dest", "/data/mail2", "--writable"],
+        vec!["--port", "0"],
+    ] {
+        let out = dovecot_config(&bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+        assert!(!out.stderr.is_empty(), "{bad:?}");
+    }
+}
+
+#[test]
+fn the_readme_shows_what_dovecot_config_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let marker = "<!-- output of `mboxfs dovecot-config`: tests/dovecot_config.rs checks it -->";
+    let at = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README lacks {marker}"));
+    let rest = &readme[at + marker.len()..];
+    let start = rest.find("```\n").unwrap() + 4;
+    let end = rest[start..].find("```").unwrap() + start;
+    let documented = &rest[start..end];
+    let out = dovecot_config(&[]);
+    assert_eq!(
+        documented,
+        String::from_utf8(out.stdout).unwrap(),
+        "README's preview configuration is not what `mboxfs dovecot-config` prints: paste it again"
+    );
+}
+
+/// A Dovecot started with a given configuration, stopped on drop.
+struct Dovecot {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Dovecot {
+    fn start(conf: &Path, port: u16, log: PathBuf) -> Dovecot {
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = Dovecot {
+            child: Some(child),
+            log,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(s) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("dovecot exited ({s}):\n{}", d.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dovecot did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal IMAP client that keeps every line the server sends.
+pub struct Imap {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    n: usize,
+}
+
+impl Imap {
+    pub fn connect(port: u16) -> Imap {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut c = Imap {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+            n: 0,
+        };
+        let greeting = c.line();
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+        c
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.reader.read_line(&mut l).unwrap();
+        assert!(!l.is_empty(), "connection closed");
+        l.trim_end_matches(['\r', '\n']).to_string()
+    }
+
+    /// Sends a command (with an optional literal); returns (untagged lines, tagged answer
+    /// without its tag and Dovecot's timing).
+    pub fn cmd(&mut self, text: &str, literal: Option<&[u8]>) -> (Vec<String>, String) {
+        self.n += 1;
+        let tag = format!("t{}", self.n);
+        let mut untagged = Vec::new();
+        match literal {
+            None => self
+                .writer
+                .write_all(format!("{tag} {text}\r\n").as_bytes())
+                .unwrap(),
+            Some(bytes) => {
+                self.writer
+                    .write_all(format!("{tag} {text} {{{}}}\r\n", bytes.len()).as_bytes())
+                    .unwrap();
+                let l = self.line();
+                if let Some(answer) = l.strip_prefix(&format!("{tag} ")) {
+                    return (untagged, strip_timing(answer));
+                }
+                assert!(l.starts_with('+'), "{l}");
+                self.writer.write_all(bytes).unwrap();
+                self.writer.write_all(b"\r\n").unwrap();
+            }
+        }
+        loop {
+            let l = self.line();
+            if let Some(answer) = l.strip_prefix(&format!("{tag} ")) {
+                return (untagged, strip_timing(answer));
+            }
+            untagged.push(l);
+        }
+    }
+}
+
+/// `NO [NOPERM] Permission denied (0.001 + 0.000 secs).` -> `NO [NOPERM] Permission denied`.
+fn strip_timing(answer: &str) -> String {
+    match answer.rfind(" (") {
+        Some(i) if answer.ends_with("secs).") => answer[..i].to_string(),
+        _ => answer.to_string(),
+    }
+}
+
+fn flags_of(untagged: &[String]) -> Vec<String> {
+    untagged
+        .iter()
+        .filter(|l| l.contains(" FETCH "))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
+    common::require_root_and_tools(&["dovecot", "doveadm"]);
+    let host = Host::make(&[
+        "--users",
+        "2",
+        "--folders",
+        "2",
+        "--messages",
+        "6",
+        "--seed",
+        "5",
+    ]);
+    let before = common::tree_hashes(host.path());
+    let m = Mount::start(&host.source_args(), &["--owner", "nobody"]);
+    let dir = common::open_dir("mboxfs-dvconf");
+    let d = dir.path();
+    for sub in ["homes", "volatile"] {
+        std::fs::create_dir(d.join(sub)).unwrap();
+    }
+    common::chown_tree(&d.join("homes"), "nobody");
+    std::fs::set_permissions(
+        d.join("volatile"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let users = host.users();
+    let passwd: String = users
+        .iter()
+        .map(|u| format!("{u}:{{PLAIN}}pw::::::\n"))
+        .collect();
+    std::fs::write(d.join("passwd"), passwd).unwrap();
+    assert!(
+        Command::new("chgrp")
+            .arg("dovecot")
+            .arg(d.join("passwd"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let acl = dovecot_config(&["--print-acl"]);
+    std::fs::write(d.join("readonly.acl"), acl.stdout).unwrap();
+    let port = common::free_port();
+    let p = |s: &str| d.join(s).display().to_string();
+    let out = dovecot_config(&[
+        "--mountpoint",
+        &m.mountpoint.display().to_string(),
+        "--virtual",
+        "--owner",
+        "nobody",
+        "--passwd-file",
+        &p("passwd"),
+        "--port",
+        &port.to_string(),
+        "--listen",
+        "127.0.0.1",
+        "--base-dir",
+        &p("run"),
+        "--log-path",
+        &p("dovecot.log"),
+        "--acl-file",
+        &p("readonly.acl"),
+        "--homes",
+        &p("homes"),
+        "--volatile-dir",
+        &p("volatile"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The ACL file is in place: no warning about it.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(d.join("dovecot.conf"), &out.stdout).unwrap();
+    let dovecot = Dovecot::start(&d.join("dovecot.conf"), port, d.join("dovecot.log"));
+
+    let user = &users[0];
+    // Only the passwd-file's users, with their password.
+    let mut c = Imap::connect(port);
+    let (_, a) = c.cmd("LOGIN nosuchuser pw", None);
+    assert!(a.starts_with("NO [AUTHENTICATIONFAILED]"), "{a}");
+    let (_, a) = c.cmd(&format!("LOGIN {user} wrong"), None);
+    assert!(a.starts_with("NO [AUTHENTICATIONFAILED]"), "{a}");
+    let (_, a) = c.cmd(&format!("LOGIN {user} pw"), None);
+    assert!(a.starts_with("OK"), "{a}");
+    let (list, _) = c.cmd("LIST \"\" *", None);
+    let folder = list
+        .iter()
+        .filter_map(|l| l.rsplit(" \"/\" ").next())
+        .map(|n| n.trim_matches('"').to_string())
+        .find(|n| {
+            n != "INBOX"
+                && list
+                    .iter()
+                    .any(|l| l.ends_with(n) && l.contains("NoChildren"))
+        })
+        .expect("a filed folder");
+    let (sel, a) = c.cmd("SELECT INBOX", None);
+    assert_eq!(a, "OK [READ-ONLY] Select completed");
+    assert!(
+        sel.contains(&"* OK [PERMANENTFLAGS ()] Read-only mailbox.".to_string()),
+        "{sel:?}"
+    );
+    let (f, _) = c.cmd("FETCH 1:* (UID FLAGS)", None);
+    let flags_before = flags_of(&f);
+    let exists = sel.iter().find(|l| l.ends_with(" EXISTS")).unwrap().clone();
+
+    let message: &[u8] = b"From: t@example.org\r\nSubject: test\r\n\r\nhello\r\n";
+    let q = |s: &str| format!("\"{s}\"");
+    let answers: Vec<(String, String)> = vec![
+        ("APPEND".into(), c.cmd("APPEND INBOX", Some(message)).1),
+        (
+            "APPEND (folder)".into(),
+            c.cmd(&format!("APPEND {}", q(&folder)), Some(message)).1,
+        ),
+        ("CREATE".into(), c.cmd("CREATE NewFolder", None).1),
+        (
+            "DELETE".into(),
+            c.cmd(&format!("DELETE {}", q(&folder)), None).1,
+        ),
+        (
+            "RENAME".into(),
+            c.cmd(&format!("RENAME {} Renamed", q(&folder)), None).1,
+        ),
+        (
+            "COPY".into(),
+            c.cmd(&format!("COPY 1 {}", q(&folder)), None).1,
+        ),
+        (
+            "MOVE".into(),
+            c.cmd(&format!("MOVE 1 {}", q(&folder)), None).1,
+        ),
+        (
+            "STORE".into(),
+            c.cmd("STORE 1:* +FLAGS (\\Flagged \\Deleted $Label1)", None)
+                .1,
+        ),
+        ("STORE -".into(), c.cmd("STORE 1:* -FLAGS (\\Seen)", None).1),
+        ("EXPUNGE".into(), c.cmd("EXPUNGE", None).1),
+    ];
+    let got: Vec<String> = answers.iter().map(|(w, a)| format!("{w}: {a}")).collect();
+    let want = [
+        "APPEND: NO [NOPERM] Permission denied",
+        "APPEND (folder): NO [NOPERM] Permission denied",
+        "CREATE: NO [NOPERM] Permission denied",
+        "DELETE: NO [NOPERM] Permission denied",
+        "RENAME: NO [NOPERM] Permission denied",
+        "COPY: NO [NOPERM] Permission denied",
+        "MOVE: NO [NOPERM] Permission denied",
+        // Dovecot's answer in a [READ-ONLY] mailbox: OK, and nothing changes.
+        "STORE: OK Store completed",
+        "STORE -: OK Store completed",
+        "EXPUNGE: OK Expunge completed",
+    ];
+    assert_eq!(got, want);
+    let (r, a) = c.cmd("MYRIGHTS INBOX", None);
+    assert_eq!(a, "OK Myrights completed");
+    assert_eq!(r, ["* MYRIGHTS INBOX lr"]);
+    let (f, _) = c.cmd("FETCH 1:* (UID FLAGS)", None);
+    assert_eq!(flags_of(&f), flags_before, "flags changed in the session");
+    c.cmd("LOGOUT", None);
+
+    // A new login: the same messages with the same flags; no folder came or went.
+    let mut c = Imap::connect(port);
+    c.cmd(&format!("LOGIN {user} pw"), None);
+    let (list2, _) = c.cmd("LIST \"\" *", None);
+    assert_eq!(list2, list);
+    let (sel, _) = c.cmd("SELECT INBOX", None);
+    assert!(sel.contains(&exists), "{sel:?} lacks {exists}");
+    let (f, _) = c.cmd("FETCH 1:* (UID FLAGS)", None);
+    assert_eq!(
+        flags_of(&f),
+        flags_before,
+        "flags changed after a new login"
+    );
+    c.cmd("LOGOUT", None);
+    drop(c);
+
+    let log = dovecot.log();
+    assert!(!log.contains("Error:") && !log.contains("Panic:"), "{log}");
+    drop(dovecot);
+    drop(m);
+    assert_eq!(common::tree_hashes(host.path()), before, "a source changed");
+}

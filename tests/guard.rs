@@ -1,0 +1,212 @@
+//! The guard: once Dovecot has changed DEST (a client set a flag through IMAP), `materialize`
+//! refuses, naming what it found, and changes nothing; `verify` still reports; only
+//! `--revert-user-changes` writes, and a rerun after that is accepted again.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::{Dovecot, Host, mboxfs};
+
+fn run(host: &Host, cmd: &str, dest: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = mboxfs()
+        .arg(cmd)
+        .arg(dest)
+        .args(host.source_args())
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every entry under `root` with what a change would touch: kind, size, mtime, ctime, inode
+/// and the bytes of files.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64, i64, i64, u64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let md = std::fs::symlink_metadata(e.path()).unwrap();
+            let bytes = if md.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                stack.push(e.path());
+                Vec::new()
+            };
+            out.insert(
+                e.path(),
+                (
+                    md.mode(),
+                    md.size(),
+                    md.mtime(),
+                    md.ctime(),
+                    md.ctime_nsec(),
+                    md.ino(),
+                    bytes,
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Logs in and runs IMAP commands, returning the tagged answers.
+fn imap(port: u16, user: &str, commands: &[&str]) -> Vec<String> {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let mut answers = Vec::new();
+    let all = [
+        vec![format!("LOGIN {user} pw")],
+        commands.iter().map(|c| c.to_string()).collect(),
+        vec!["LOGOUT".into()],
+    ]
+    .concat();
+    for (i, c) in all.iter().enumerate() {
+        let tag = format!("g{i}");
+        w.write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert!(!line.is_empty(), "connection closed after {c}");
+            if let Some(a) = line.strip_prefix(&format!("{tag} ")) {
+                answers.push(a.trim_end().to_string());
+                break;
+            }
+        }
+    }
+    answers
+}
+
+#[test]
+fn materialize_refuses_a_dest_where_dovecot_changed_flags_and_changes_nothing() {
+    common::require_root_and_tools(&["dovecot"]);
+    let host = Host::make(&[
+        "--users",
+        "2",
+        "--folders",
+        "2",
+        "--messages",
+        "8",
+        "--seed",
+        "13",
+    ]);
+    let dir = common::open_dir("mboxfs-guard");
+    let dest = dir.path().join("mail2");
+    let (code, out, err) = run(&host, "materialize", &dest, &["--owner", "nobody"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // A rerun with nothing changed is accepted (and writes nothing).
+    let (code, out, err) = run(&host, "materialize", &dest, &["--owner", "nobody"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("nothing written"), "{out}");
+
+    // A user flags a message through a real Dovecot serving DEST.
+    let user = host.users()[0].clone();
+    let dovecot = Dovecot::for_nobody(&format!("maildir:{}/%u", dest.display()), "");
+    let answers = imap(
+        dovecot.port,
+        &user,
+        &[
+            "SELECT INBOX",
+            "STORE 1:* +FLAGS (\\Flagged \\Answered \\Draft)",
+        ],
+    );
+    assert!(answers.iter().all(|a| a.starts_with("OK")), "{answers:?}");
+    drop(dovecot);
+
+    let before = snapshot(&dest);
+    let (code, out, err) = run(&host, "materialize", &dest, &["--owner", "nobody"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("has been used by Dovecot since mboxfs wrote it"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{user}/INBOX: ")), "{err}");
+    assert!(err.contains("renamed since mboxfs wrote them"), "{err}");
+    assert!(
+        err.contains("Dovecot's index files: dovecot.index"),
+        "{err}"
+    );
+    assert!(err.contains("--revert-user-changes"), "{err}");
+    assert_eq!(
+        snapshot(&dest),
+        before,
+        "materialize changed DEST although it refused"
+    );
+
+    // verify still runs, reports the flag, and notes who did it.
+    let (code, out, err) = run(&host, "verify", &dest, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains(&format!("{user}/INBOX:")) && out.contains(":2,DF"),
+        "{out}"
+    );
+    assert!(err.contains("Dovecot has used"), "{err}");
+    assert_eq!(snapshot(&dest), before, "verify changed DEST");
+
+    // A DEST without the guard's stamps (made before it existed): Dovecot's index files
+    // are enough to refuse.
+    let stamps = dest.join(".mboxfs-guard");
+    let saved = tempfile::tempdir().unwrap();
+    std::fs::rename(&stamps, saved.path().join("s")).unwrap();
+    let (code, _, err) = run(&host, "materialize", &dest, &["--owner", "nobody"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("Dovecot's index files"), "{err}");
+    std::fs::rename(saved.path().join("s"), &stamps).unwrap();
+
+    // Told explicitly, it puts the source's state back; the next run is accepted again.
+    let (code, out, err) = run(
+        &host,
+        "materialize",
+        &dest,
+        &["--owner", "nobody", "--revert-user-changes"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("reverting what Dovecot changed"), "{err}");
+    let (code, out, err) = run(&host, "verify", &dest, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&host, "materialize", &dest, &["--owner", "nobody"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("nothing written"), "{out}");
+}
+
+#[test]
+fn a_message_delivered_into_dest_is_found() {
+    common::require_root_and_tools(&[]);
+    let host = Host::make(&[
+        "--users",
+        "1",
+        "--folders",
+        "1",
+        "--messages",
+        "4",
+        "--seed",
+        "14",
+    ]);
+    let dir = common::open_dir("mboxfs-guard");
+    let dest = dir.path().join("mail2");
+    let (code, out, err) = run(&host, "materialize", &dest, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let user = host.users()[0].clone();
+    // Postfix delivering into the new tree (mail_spool_directory = DEST/).
+    std::fs::write(
+        dest.join(&user).join("new/1767225600.M1P2.mailhost"),
+        "Subject: new\n\nhi\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&host, "materialize", &dest, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("1 message mboxfs did not write"), "{err}");
+    assert!(err.contains("new/1767225600.M1P2.mailhost"), "{err}");
+}
