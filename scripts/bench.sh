@@ -9,6 +9,8 @@
 #            Dovecot's `doveadm backup` from mbox to maildir
 #   live     noticing one appended message in a 100 MB and a 400 MB mbox, against reading the
 #            whole file again
+#   downtime the cut-over on a host of the migration paper's size scaled 1/8: the final
+#            materialize after a day's mail, and verify (scripts/bench-downtime.sh)
 # Run as root: scripts/bench.sh [--messages N] (N per folder, default 150). Needs ../shared
 # (mkcorpus.py, imapcheck.py): set MBOXFS_SHARED if it is elsewhere.
 set -euo pipefail
@@ -213,3 +215,8 @@ for n in 2500 10000; do
     python3 "$shared/tools/mkcorpus.py" "$w/live$n" --users 1 --folders 0 --messages "$n" --big-every 12 --seed 7 >/dev/null
     "$helper" append-cost "$w/live$n/var/spool/mail/user000" 20
 done
+
+# ---- downtime (issue 13): the cut-over on a host of the paper's size, scaled -----------------
+say "downtime: final pass after a day's mail, 116 users, 11.8 GB scaled 1/8 (bench-downtime.sh)"
+MBOXFS_BIN=$mboxfs MBOXFS_SHARED=$shared "$repo/scripts/bench-downtime.sh" --scale 8
+# ---- end of downtime ---------------------------------------------------------------------------

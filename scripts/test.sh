@@ -12,6 +12,14 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 scripts/install-deps.sh
+# The package test (tests/package.rs) also needs man-db (man -w) and binutils (strip, readelf).
+pkg_need=()
+command -v man >/dev/null 2>&1 || pkg_need+=(man-db)
+command -v readelf >/dev/null 2>&1 || pkg_need+=(binutils)
+if [ ${#pkg_need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkg_need[@]}" >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkg_need[@]}" >/dev/null; }
+fi
 # shellcheck source=scripts/cargo-env.sh
 . scripts/cargo-env.sh
 [ -e /dev/fuse ] || modprobe fuse

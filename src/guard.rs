@@ -20,7 +20,6 @@
 //! DEST is read without following symbolic links (`symlink_metadata`, `O_NOFOLLOW`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -470,11 +469,6 @@ pub fn users_with_findings(findings: &[Finding]) -> BTreeMap<&str, usize> {
         *m.entry(user).or_insert(0) += 1;
     }
     m
-}
-
-/// Whether a name is the guard's own (left out of DEST checks).
-pub fn is_own_name(name: &OsStr) -> bool {
-    name == OsStr::new(STAMPS)
 }
 
 #[cfg(test)]

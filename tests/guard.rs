@@ -26,9 +26,12 @@ fn run(host: &Host, cmd: &str, dest: &Path, extra: &[&str]) -> (Option<i32>, Str
     )
 }
 
-/// Every entry under `root` with what a change would touch: kind, size, mtime, ctime, inode
-/// and the bytes of files.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u64, i64, i64, i64, u64, Vec<u8>)> {
+/// What a change to an entry would touch: mode, size, mtime, ctime (seconds, nanoseconds),
+/// inode, and a file's bytes.
+type Entry = (u32, u64, i64, i64, i64, u64, Vec<u8>);
+
+/// Every entry under `root`.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {

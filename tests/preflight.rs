@@ -92,7 +92,7 @@ fn plan(host: &Host, dest: &Path, json: bool) -> (Option<i32>, String) {
 
 fn check_line<'a>(text: &'a str, name: &str) -> &'a str {
     text.lines()
-        .find(|l| l.trim_start().split_whitespace().nth(1) == Some(&format!("{name}:")))
+        .find(|l| l.split_whitespace().nth(1) == Some(&format!("{name}:")))
         .unwrap_or_else(|| panic!("no {name} check in\n{text}"))
 }
 

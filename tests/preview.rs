@@ -12,6 +12,9 @@ fn the_preview_shows_every_users_mail_and_cleans_up() {
     common::require_root_and_tools(&["dovecot", "doveadm"]);
     let port = common::free_port();
     let keep = tempfile::tempdir().unwrap();
+    // preview.sh makes the system user that owns the sample's trees; the test removes it again
+    // unless it was there before.
+    let _user = RemoveUser::if_new("mboxfs-preview");
     let out =
         std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/preview.sh"))
             .env("MBOXFS_BIN", env!("CARGO_BIN_EXE_mboxfs"))
@@ -165,4 +168,25 @@ fn login(port: u16, user: &str, password: &str, then: Option<&str>) -> Vec<Strin
         }
     }
     out
+}
+
+/// Removes a system user on drop, if it did not exist when made.
+struct RemoveUser(Option<&'static str>);
+
+impl RemoveUser {
+    fn if_new(name: &'static str) -> RemoveUser {
+        let exists = std::process::Command::new("id")
+            .arg(name)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        RemoveUser((!exists).then_some(name))
+    }
+}
+
+impl Drop for RemoveUser {
+    fn drop(&mut self) {
+        if let Some(name) = self.0 {
+            let _ = std::process::Command::new("userdel").arg(name).status();
+        }
+    }
 }
