@@ -426,6 +426,14 @@ pub fn begin(tree: &Tree, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes the users' stamps (when they cannot be kept up to date): the next check then
+/// counts only what mboxfs never writes.
+pub fn forget(tree: &Tree, dest: &Path) {
+    for u in &tree.users {
+        let _ = std::fs::remove_file(stamp_path(dest, &u.name));
+    }
+}
+
 /// Marks the users' trees as written (after `materialize`): from now on, any change is
 /// someone else's.
 pub fn finish(tree: &Tree, dest: &Path) -> io::Result<()> {

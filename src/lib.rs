@@ -219,10 +219,17 @@ fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
         force: a.force,
         progress: true,
     };
-    guard::begin(&tree, &a.dest).map_err(|e| format!("{}: {e}", a.dest.display()))?;
+    // The guard's stamps never stop a run (a full disk must not keep the admin from finishing
+    // the copy); without them, the next check falls back to what only Dovecot writes.
+    if let Err(e) = guard::begin(&tree, &a.dest) {
+        log::warn!("{}: cannot mark the run as started: {e}", a.dest.display());
+        guard::forget(&tree, &a.dest);
+    }
     let result = materialize::run(&tree, &config.index, &a.dest, &opts);
     // Even a failed run wrote only what mboxfs writes: from here on, changes are someone else's.
-    guard::finish(&tree, &a.dest).map_err(|e| format!("{}: {e}", a.dest.display()))?;
+    if let Err(e) = guard::finish(&tree, &a.dest) {
+        log::warn!("{}: cannot mark the run as finished: {e}", a.dest.display());
+    }
     let s = result?;
     for (what, why) in &s.failures {
         eprintln!("mboxfs: FAILED {what}: {why}");

@@ -548,8 +548,12 @@ pub fn check(plan: &Plan, tree: &crate::model::Tree, dest: &Path) -> DestReport 
         t => (
             Status::Ok,
             format!(
-                "{t} has no practical limit (ext4 lifts ext3's 31,998 with dir_nlink, on by \
-                 default); DEST gets {} user directories, the largest user tree {}{who}",
+                "{}; DEST gets {} user directories, the largest user tree {}{who}",
+                if t == "ext4" {
+                    "ext4 has no per-directory limit (dir_nlink, on by default)".to_string()
+                } else {
+                    format!("{t} has no per-directory limit like ext3's 31,998")
+                },
                 thousands(users + existing_subdirs),
                 thousands(largest)
             ),
