@@ -24,6 +24,7 @@ pub mod mount;
 pub mod names;
 mod parallel;
 pub mod plan;
+pub mod safe;
 pub mod scan;
 pub mod source;
 pub mod sys;
