@@ -32,7 +32,7 @@ fn index_memory(args: Vec<String>) {
             if let Ok((ix, id)) = f.index(&config.index) {
                 messages += ix.messages.len();
                 heap += ix.heap_bytes();
-                bytes += id.map_or(0, |i| i.len);
+                bytes += id.map_or(0, |i| i.id.len);
             }
         }
     }

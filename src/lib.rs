@@ -195,15 +195,12 @@ fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
 
 fn verify_command(a: cli::VerifyArgs) -> Result<u8, String> {
     let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
-    if !a.dest.is_dir() {
-        return Err(format!("{}: not a directory", a.dest.display()));
-    }
     let reports = verify::run(
         &tree,
         &config.index,
         &a.dest,
         a.jobs.unwrap_or_else(cli::default_jobs),
-    );
+    )?;
     let mut out = std::io::stdout().lock();
     let (mut bad, mut messages) = (0, 0);
     for r in &reports {

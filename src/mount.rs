@@ -61,6 +61,50 @@ pub fn unmount(mountpoint: &Path) -> std::io::Result<()> {
     }
 }
 
+/// What is mounted at `mp`, if anything (its file system type, from `/proc/self/mountinfo`).
+/// The mount itself is not looked into: only its parent is resolved.
+pub fn mounted_at(mp: &Path) -> Option<String> {
+    let real = match (mp.parent(), mp.file_name()) {
+        (Some(parent), Some(name)) => parent.canonicalize().ok()?.join(name),
+        _ => mp.canonicalize().ok()?,
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let point = unescape_mountinfo(line.split(' ').nth(4)?);
+        (Path::new(&point) == real).then(|| {
+            line.split(" - ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap_or("unknown")
+                .to_string()
+        })
+    })
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space...) decoded.
+fn unescape_mountinfo(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the calls only
     // touch this local set and the calling thread's mask.
@@ -94,6 +138,12 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
             })?;
         }
         Err(e) => return Err(format!("{}: {e}", mp.display())),
+    }
+    if let Some(fstype) = mounted_at(mp) {
+        return Err(format!(
+            "{}: already mounted ({fstype}); unmount it first (`umount {0}`)",
+            mp.display()
+        ));
     }
     std::fs::create_dir_all(&config.fs.state_dir)
         .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
@@ -172,4 +222,17 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
     let result = session.run();
     log::info!("{} unmounted", mp.display());
     result.map_err(|e| format!("serving {}: {e}", mp.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_fields_are_unescaped() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mountinfo("/plain\\9"), "/plain\\9");
+        assert_eq!(mounted_at(Path::new("/proc")).as_deref(), Some("proc"));
+        assert_eq!(mounted_at(Path::new("/proc/self")), None);
+    }
 }

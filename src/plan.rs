@@ -209,6 +209,7 @@ fn folder_plan(user: &str, f: &Folder, opts: &IndexOptions) -> FolderPlan {
             "empty: no messages",
         ));
     }
+    problems.extend(f.date_problems(&index));
     for note in &index.notes {
         problems.push(Problem::new(
             Severity::Warning,

@@ -358,15 +358,18 @@ impl Dir {
         let fd = match open_beneath(
             self.as_fd(),
             &comps,
-            flags | if noatime {
-                OFlag::O_NOATIME
-            } else {
-                OFlag::empty()
-            },
+            flags
+                | if noatime {
+                    OFlag::O_NOATIME
+                } else {
+                    OFlag::empty()
+                },
             Mode::empty(),
         ) {
             // O_NOATIME is for the owner and root only.
-            Err(Errno::EPERM) if noatime => open_beneath(self.as_fd(), &comps, flags, Mode::empty()),
+            Err(Errno::EPERM) if noatime => {
+                open_beneath(self.as_fd(), &comps, flags, Mode::empty())
+            }
             r => r,
         }
         .map_err(|e| self.explain(&comps, e))?;
@@ -597,9 +600,8 @@ impl Anchored {
             .iter()
             .position(|c| c.as_os_str().as_bytes().windows(2).any(|w| w == b"%u"))
             .unwrap_or(comps.len().saturating_sub(1));
-        let expand = |c: &Component<'_>| {
-            OsString::from(c.as_os_str().to_string_lossy().replace("%u", user))
-        };
+        let expand =
+            |c: &Component<'_>| OsString::from(c.as_os_str().to_string_lossy().replace("%u", user));
         let base: PathBuf = comps[..at].iter().map(expand).collect();
         let rel: PathBuf = comps[at..].iter().map(expand).collect();
         Anchored {
@@ -826,7 +828,11 @@ mod tests {
         assert!(rel.join("mail/Sent").open_file(false).is_ok());
         // A directory others may write: the link is refused.
         std::fs::set_permissions(p.join("home"), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = at.join("mail/Sent").open_file(false).unwrap_err().to_string();
+        let e = at
+            .join("mail/Sent")
+            .open_file(false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(SYMLINK_REFUSED), "{e}");
         // A link below the home is never followed.
         std::fs::set_permissions(p.join("home"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -838,7 +844,10 @@ mod tests {
     fn excerpts_are_short_and_escaped() {
         assert_eq!(excerpt(b"abc"), "\"abc\"");
         let long = excerpt(&[b'x'; 1000]);
-        assert!(long.ends_with("\"... (1000 bytes)") && long.len() < 100, "{long}");
+        assert!(
+            long.ends_with("\"... (1000 bytes)") && long.len() < 100,
+            "{long}"
+        );
         assert_eq!(excerpt(b"a\x1b[2Jb\n"), "\"a\\u{1b}[2Jb\\n\"");
     }
 }

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::index::{FolderIndex, Msg};
 use crate::mbox::{self, FileId, IndexOptions, ReadMode};
 use crate::model::{self, Folder, Subdir, Tree};
-use crate::source::{self, Owner};
+use crate::source::Owner;
 
 mod inode;
 mod overlay;
@@ -189,11 +189,49 @@ impl MailFs {
                 });
             }
         }
+        // The state directory is root's alone (0700), and so is each user's part in it: no user
+        // lists another's. It is made from its descriptor; a folder whose part cannot be made
+        // (a name too long, say) is logged, and never stops the mount for everyone.
+        let state = crate::safe::Dir::open_trusted(&opts.state_dir)?;
+        let st = state.stat()?;
+        if st.uid != crate::sys::euid() {
+            return Err(io::Error::other(format!(
+                "owned by uid {}, not by this process's (uid {}): refused",
+                st.uid,
+                crate::sys::euid()
+            )));
+        }
+        crate::safe::set_owner_mode(&state, None, 0o700)?;
         for user in &tree.users {
-            for f in &user.folders {
-                let dir = state_path(&opts.state_dir, &user.name, f);
-                std::fs::create_dir_all(&dir)?;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            let made = state.make_dir(&user.name, 0o700).and_then(|u| {
+                crate::safe::set_owner_mode(&u, None, 0o700)?;
+                Ok(u)
+            });
+            let udir = match made {
+                Ok(d) => d,
+                Err(e) => {
+                    log::error!(
+                        "state directory {}/{}: {e}; Dovecot cannot keep files for {0}",
+                        opts.state_dir.display(),
+                        user.name
+                    );
+                    continue;
+                }
+            };
+            for f in user.folders.iter().filter(|f| f.refused.is_none()) {
+                let rel = state_path(Path::new(""), &user.name, f);
+                let name = rel.file_name().unwrap_or_default();
+                let r = udir
+                    .make_dir(name, 0o700)
+                    .and_then(|d| crate::safe::set_owner_mode(&d, None, 0o700));
+                if let Err(e) = r {
+                    log::error!(
+                        "state directory {}: {e}; Dovecot cannot keep files for {}/{}",
+                        opts.state_dir.join(&rel).display(),
+                        user.name,
+                        f.display
+                    );
+                }
             }
         }
         Ok(MailFs {

@@ -245,15 +245,13 @@ impl MailFs {
                 None => Some(self.empty_snapshot(g, old)),
             };
         };
-        // The source is checked again each time: it may have become a symlink since.
-        let root = if folder.is_inbox() {
-            path.parent().unwrap_or(Path::new("/")).to_path_buf()
-        } else {
-            user.home.clone()
-        };
-        let id = match source::check_source(path, &root, user.source_uid, self.opts.trust_owners) {
-            Ok(Some(meta)) => FileId::of(&meta),
-            Ok(None) => {
+        // The source is opened again each time through the safe walk (no symlink followed) and
+        // checked on the opened file: it may have become a symlink since. The file indexed and
+        // read is the one checked.
+        let src = match folder.open_source() {
+            Ok(Some(src)) => src,
+            Ok(None) => return Some(self.empty_snapshot(g, old)),
+            Err(mbox::ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
                 log::warn!(
                     "{}: gone; {}/{} shows no messages",
                     path.display(),
@@ -272,6 +270,7 @@ impl MailFs {
                 return Some(self.empty_snapshot(g, old));
             }
         };
+        let id = src.id;
         if let Some(o) = old {
             if o.id == Some(id) {
                 // Unchanged; a message held back may now be complete.
@@ -290,7 +289,7 @@ impl MailFs {
         let appended = old.and_then(|o| self.index_appended(g, path, o, &id));
         let indexed = match appended {
             Some(r) => r,
-            None => self.index(g, path),
+            None => self.index(g, path, src.file),
         };
         match indexed {
             Ok(indexed) => Some(self.make_snapshot(g, Some(indexed), old)),
@@ -313,13 +312,13 @@ impl MailFs {
         }
     }
 
-    /// Reads the whole mbox.
+    /// Reads the whole mbox, from the file `refresh` opened and checked.
     pub(super) fn index(
         &self,
         g: usize,
         path: &Path,
+        file: File,
     ) -> std::result::Result<Indexed, mbox::ReadError> {
-        let (file, _) = mbox::open(path)?;
         let started = Instant::now();
         let indexed = self.read_locked(Arc::new(file), path, |file, len| {
             mbox::index_file(file, len, &self.index_options(g))
