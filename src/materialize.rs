@@ -176,10 +176,12 @@ pub fn prepare_dest(dest: &Path, force: bool) -> Result<Dest, String> {
             dest.display()
         )
     })?;
+    // Others may not rename or replace the users' trees in DEST: it is writable by its owner
+    // alone, or sticky (as a fresh tmpfs is).
     let st = dir.stat().map_err(at)?;
-    if st.uid != sys::euid() || st.mode & 0o022 != 0 {
+    if st.uid != sys::euid() || (st.mode & 0o022 != 0 && st.mode & 0o1000 == 0) {
         return Err(format!(
-            "{}: owned by uid {} with mode {:o}; DEST must belong to uid {} and be writable by it alone (users own the trees inside it)",
+            "{}: owned by uid {} with mode {:o}; DEST must belong to uid {} and be writable by it alone, or sticky (users own the trees inside it)",
             dest.display(),
             st.uid,
             st.mode,
