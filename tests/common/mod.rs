@@ -503,3 +503,44 @@ pub fn ensure_user(name: &str) -> u32 {
         .parse()
         .unwrap()
 }
+
+/// Test users held by a test: each is made when first needed, and removed (`userdel`) when the
+/// last test of this process holding it ends, if this process made it.
+pub struct TestUsers {
+    pub uids: Vec<u32>,
+}
+
+static HELD_USERS: std::sync::Mutex<(usize, Vec<String>)> = std::sync::Mutex::new((0, Vec::new()));
+
+impl TestUsers {
+    pub fn hold(names: &[&str]) -> TestUsers {
+        let mut held = HELD_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 += 1;
+        let mut uids = Vec::new();
+        for name in names {
+            let existed = std::process::Command::new("id")
+                .args(["-u", name])
+                .output()
+                .unwrap()
+                .status
+                .success();
+            uids.push(ensure_user(name));
+            if !existed {
+                held.1.push(name.to_string());
+            }
+        }
+        TestUsers { uids }
+    }
+}
+
+impl Drop for TestUsers {
+    fn drop(&mut self) {
+        let mut held = HELD_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 -= 1;
+        if held.0 == 0 {
+            for name in held.1.drain(..) {
+                let _ = std::process::Command::new("userdel").arg(&name).status();
+            }
+        }
+    }
+}
