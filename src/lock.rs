@@ -6,12 +6,21 @@
 //! both, and write nothing. The dotlock creates a file next to the mbox, so it is opt-in. Every
 //! wait is bounded: a lock not had within [`LOCK_WAIT`] is given up (and logged), so that
 //! delivery is never blocked for long and the mount never hangs.
+//!
+//! The dotlock is made in the directory that holds the open mbox, through a descriptor of that
+//! directory (checked to hold the very file that is open), and removed through the same
+//! descriptor: a symlink swapped into the path never lets root create or remove a file
+//! elsewhere.
 #![allow(unsafe_code)]
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use crate::safe::{Dir, Kind};
 
 /// Which locks are taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +42,8 @@ pub struct ReadLock<'f> {
     file: &'f File,
     flock: bool,
     fcntl: bool,
-    dotlock: Option<PathBuf>,
+    /// The directory the dotlock was made in, and its name there.
+    dotlock: Option<(Dir, OsString)>,
 }
 
 fn ofd_lock(file: &File, kind: libc::c_short) -> bool {
@@ -63,42 +73,42 @@ pub fn read_lock<'f>(file: &'f File, path: &Path, mode: LockMode) -> ReadLock<'f
     }
     let deadline = Instant::now() + LOCK_WAIT;
     if mode == LockMode::Dotlock {
-        let name = path.with_file_name(format!(
-            "{}.lock",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&name)
-            {
-                Ok(_) => {
-                    lock.dotlock = Some(name);
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = std::fs::metadata(&name)
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_DOTLOCK);
-                    if stale || Instant::now() >= deadline {
+        match dotlock_dir(file, path) {
+            Ok((dir, name)) => loop {
+                match dir.create_new(&name, 0o644) {
+                    Ok(_) => {
+                        lock.dotlock = Some((dir, name));
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64);
+                        let stale = dir
+                            .stat_at(&name)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|st| now - st.mtime > STALE_DOTLOCK.as_secs() as i64);
+                        if stale || Instant::now() >= deadline {
+                            log::warn!(
+                                "{}: dotlock {} held; reading without it",
+                                path.display(),
+                                name.to_string_lossy()
+                            );
+                            break;
+                        }
+                    }
+                    Err(e) => {
                         log::warn!(
-                            "{}: dotlock {} held; reading without it",
-                            path.display(),
-                            name.display()
+                            "{}: cannot make dotlock: {e}; reading without it",
+                            path.display()
                         );
                         break;
                     }
                 }
-                Err(e) => {
-                    log::warn!(
-                        "{}: cannot make dotlock: {e}; reading without it",
-                        path.display()
-                    );
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(20));
+            },
+            Err(e) => log::warn!("{}: no dotlock: {e}; reading without it", path.display()),
         }
     }
     loop {
@@ -118,6 +128,27 @@ pub fn read_lock<'f>(file: &'f File, path: &Path, mode: LockMode) -> ReadLock<'f
     lock
 }
 
+/// The directory holding the open mbox `file` (named `path`), and its dotlock's name there. The
+/// directory must hold `file` itself under that name, checked on its descriptor.
+fn dotlock_dir(file: &File, path: &Path) -> std::io::Result<(Dir, OsString)> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(crate::safe::refused("no directory to make it in"));
+    };
+    let dir = Dir::open_trusted(parent)?;
+    let meta = file.metadata()?;
+    let same = dir
+        .stat_at(name)?
+        .is_some_and(|st| st.kind == Kind::File && (st.dev, st.ino) == (meta.dev(), meta.ino()));
+    if !same {
+        return Err(crate::safe::refused(
+            "its directory no longer holds the file being read (renamed, or a link on the way)",
+        ));
+    }
+    let mut lock = name.to_os_string();
+    lock.push(".lock");
+    Ok((dir, lock))
+}
+
 impl ReadLock<'_> {
     /// Whether every lock asked for was had (so no writer of those kinds is mid-write).
     pub fn is_complete(&self) -> bool {
@@ -133,8 +164,8 @@ impl Drop for ReadLock<'_> {
         if self.flock {
             flock(self.file, libc::LOCK_UN);
         }
-        if let Some(p) = &self.dotlock {
-            let _ = std::fs::remove_file(p);
+        if let Some((dir, name)) = &self.dotlock {
+            let _ = dir.remove_file(name);
         }
     }
 }
@@ -162,6 +193,14 @@ mod tests {
         assert!(d.path().join("box.lock").exists());
         drop(l);
         assert!(!d.path().join("box.lock").exists());
+        // A path that does not lead to the open file (here: renamed away) gets no dotlock.
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::rename(&p, d.path().join("sub/box")).unwrap();
+        let l = read_lock(&reader, &p, LockMode::Dotlock);
+        assert!(l.dotlock.is_none() && l.flock);
+        drop(l);
+        assert!(!d.path().join("box.lock").exists());
+        std::fs::rename(d.path().join("sub/box"), &p).unwrap();
         // A writer's fcntl lock now conflicts with ours.
         let l = read_lock(&reader, &p, LockMode::Fcntl);
         assert!(!ofd_lock(&writer, libc::F_WRLCK as libc::c_short));
