@@ -1,4 +1,5 @@
-//! The few libc calls std does not wrap: the passwd and group databases, and `syncfs`.
+//! The few libc calls std does not wrap: the passwd and group databases, `statvfs`, and
+//! `copy_file_range`. (Descriptor-relative calls are in [`safe`](crate::safe).)
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -69,19 +70,6 @@ pub fn group_by_name(name: &str) -> Option<u32> {
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
-}
-
-/// Flushes the file system holding `path` (`syncfs`).
-pub fn syncfs(path: &Path) -> io::Result<()> {
-    let f = std::fs::File::open(path)?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is open for the duration of the call.
-    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// `statvfs`: (blocks, free blocks, available blocks, files, free files, block size).
