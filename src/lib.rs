@@ -122,17 +122,37 @@ fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
         cli::LockArg::Dotlock => lock::LockMode::Dotlock,
     };
     let state_dir = a.state_dir.unwrap_or_else(mount::default_state_dir);
+    // Users and folders added to the lists later appear without a remount.
+    let lists = {
+        let config = config.clone();
+        fs::Lists {
+            files: std::iter::once(config.layout.userlist.clone())
+                .chain(config.layout.folderlist.clone())
+                .collect(),
+            every: config
+                .layout
+                .folderlist
+                .is_none()
+                .then_some(std::time::Duration::from_secs(30)),
+            load: Box::new(move || {
+                let host = config.layout.load().map_err(|e| e.to_string())?;
+                Ok(model::Tree::build(&host, &config.tree))
+            }),
+        }
+    };
     mount::run(
         tree,
         mount::MountConfig {
             mountpoint: a.mountpoint,
             threads: a.threads.unwrap_or_else(|| cli::default_jobs().clamp(2, 8)),
+            lists: Some(lists),
             fs: fs::FsOptions {
                 index: config.index,
                 state_dir,
                 recheck: std::time::Duration::from_millis(a.recheck_ms),
                 trust_owners: config.tree.trust_owners,
                 lock,
+                max_open: 0,
             },
         },
     )?;

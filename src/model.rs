@@ -44,6 +44,8 @@ pub struct UserTree {
     pub name: String,
     /// The home, under which every folder's source must stay.
     pub home: PathBuf,
+    /// The inbox file (which may not exist yet).
+    pub inbox: PathBuf,
     /// The uid that must own the sources (from passwd), unless owners are trusted.
     pub source_uid: Option<u32>,
     pub owner: Owner,
@@ -65,6 +67,9 @@ pub struct Folder {
     pub display: String,
     /// The mbox, when there is one to read.
     pub source: Option<PathBuf>,
+    /// Where the mbox is expected, whether or not it is there and acceptable now (`None`: a
+    /// parent made for nested folders). The mount looks there again as time goes on.
+    pub path: Option<PathBuf>,
     /// Why the source is not read (refused by a check).
     pub refused: Option<String>,
     /// The UW folder name (path under the home); `None` for INBOX and made-up parents.
@@ -158,6 +163,7 @@ impl UserTree {
 
         let inbox_root = u.inbox.parent().unwrap_or(Path::new("/"));
         let mut folders = vec![Folder::new(&u.name, String::new(), "INBOX".into(), None)];
+        folders[0].path = Some(u.inbox.clone());
         match source::check_source(&u.inbox, inbox_root, uid, opts.trust_owners) {
             Ok(Some(_)) => folders[0].source = Some(u.inbox.clone()),
             Ok(None) => folders[0].problems.push(Problem::new(
@@ -189,6 +195,7 @@ impl UserTree {
                 ));
             }
             if let Some((_, path)) = u.folders.get(i).filter(|_| m.has_source) {
+                f.path = Some(path.clone());
                 match source::check_source(path, &u.home, uid, opts.trust_owners) {
                     Ok(Some(_)) => f.source = Some(path.clone()),
                     Ok(None) => f.refuse(path, "does not exist".into()),
@@ -208,6 +215,7 @@ impl UserTree {
         UserTree {
             name: u.name.clone(),
             home: u.home.clone(),
+            inbox: u.inbox.clone(),
             source_uid: uid,
             owner,
             owner_from,
@@ -298,6 +306,7 @@ impl Folder {
             dir,
             display,
             source: None,
+            path: None,
             refused: None,
             uw_name,
             tag,

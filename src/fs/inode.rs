@@ -13,6 +13,20 @@ pub(super) enum Node {
     Overlay(usize, OsString),
 }
 
+impl Node {
+    /// The folder a node belongs to (`None` for the root).
+    pub(super) fn folder(&self) -> Option<usize> {
+        match self {
+            Node::Root => None,
+            Node::FolderDir(g)
+            | Node::Sub(g, _)
+            | Node::Control(g, _)
+            | Node::Message(g, ..)
+            | Node::Overlay(g, _) => Some(*g),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Control {
     Uidlist,
@@ -74,9 +88,7 @@ impl MailFs {
         }
         let rel = ino.checked_sub(FIRST_BLOCK)?;
         let g = (rel / BLOCK) as usize;
-        if g >= self.folders.len() {
-            return None;
-        }
+        self.state(g)?;
         Some(match rel % BLOCK {
             0 => Node::FolderDir(g),
             1 => Node::Sub(g, Subdir::Cur),

@@ -3,13 +3,29 @@
 use super::*;
 
 impl MailFs {
-    pub(super) fn overlay_dir(&self, g: usize) -> PathBuf {
-        let s = &self.folders[g];
-        let user = &self.tree.users[s.user];
-        state_path(&self.opts.state_dir, &user.name, &user.folders[s.folder])
+    /// Where a folder's overlay files are (made on first use).
+    pub(super) fn overlay_dir(&self, st: &FolderState) -> PathBuf {
+        let user = self.user_tree(st.user);
+        let dir = state_path(&self.opts.state_dir, &user.name, &st.folder);
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            if let Err(e) = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+            {
+                log::error!("state directory {}: {e}", dir.display());
+            }
+        }
+        dir
     }
 
-    pub(super) fn overlay_file(&self, ino: Ino, g: usize, name: &OsStr) -> Result<Arc<File>> {
+    pub(super) fn overlay_file(
+        &self,
+        ino: Ino,
+        st: &FolderState,
+        name: &OsStr,
+    ) -> Result<Arc<File>> {
         let mut cache = self.overlay_files.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = cache.get(&ino) {
             return Ok(f.clone());
@@ -19,7 +35,7 @@ impl MailFs {
                 .read(true)
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(self.overlay_dir(g).join(name))?,
+                .open(self.overlay_dir(st).join(name))?,
         );
         cache.put(ino, f.clone());
         Ok(f)
@@ -29,7 +45,8 @@ impl MailFs {
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Overlay(g, name) => {
-                self.overlay_file(ino, g, &name)?
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                self.overlay_file(ino, &st, &name)?
                     .write_all_at(data, offset)?;
                 Ok(data.len() as u32)
             }
@@ -39,15 +56,16 @@ impl MailFs {
 
     pub fn fsync(&self, ino: Ino) -> Result<()> {
         if let Some(Node::Overlay(g, name)) = self.decode(ino) {
-            self.overlay_file(ino, g, &name)?.sync_data()?;
+            let st = self.state(g).ok_or(Errno::ENOENT)?;
+            self.overlay_file(ino, &st, &name)?.sync_data()?;
         }
         Ok(())
     }
     // ---- writing (the overlay) ----
 
-    pub(super) fn writable_dir(&self, parent: Ino) -> Result<usize> {
+    pub(super) fn writable_dir(&self, parent: Ino) -> Result<(usize, Arc<FolderState>)> {
         match self.decode(parent).ok_or(Errno::ENOENT)? {
-            Node::FolderDir(g) => Ok(g),
+            Node::FolderDir(g) => Ok((g, self.state(g).ok_or(Errno::ENOENT)?)),
             Node::Root | Node::Sub(..) => Err(Errno::EACCES),
             _ => Err(Errno::ENOTDIR),
         }
@@ -58,7 +76,7 @@ impl MailFs {
     /// inode, like every file's (the descriptor used for them is opened without `O_APPEND`,
     /// which would make positioned writes append).
     pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<Attr> {
-        let g = self.writable_dir(parent)?;
+        let (g, st) = self.writable_dir(parent)?;
         if !overlay_name_ok(name) || self.is_generated_name(g, name) {
             return Err(Errno::EACCES);
         }
@@ -68,20 +86,20 @@ impl MailFs {
             .truncate(flags & libc::O_TRUNC != 0)
             .custom_flags(libc::O_NOFOLLOW | (flags & libc::O_EXCL))
             .mode(mode & 0o666)
-            .open(self.overlay_dir(g).join(name))?;
-        self.overlay_attr(g, name)
+            .open(self.overlay_dir(&st).join(name))?;
+        self.overlay_attr(g, &st, name)
     }
 
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        let g = self.writable_dir(parent)?;
+        let (g, st) = self.writable_dir(parent)?;
         if self.is_generated_name(g, name) || !overlay_name_ok(name) {
             // Dovecot's own copy of a generated file may be removed; the file stays.
             if let Some(c) = Control::ALL.iter().find(|c| OsStr::new(c.name()) == name) {
-                let _ = std::fs::remove_file(self.overlay_dir(g).join(c.name()));
+                let _ = std::fs::remove_file(self.overlay_dir(&st).join(c.name()));
             }
             return Err(Errno::EACCES);
         }
-        std::fs::remove_file(self.overlay_dir(g).join(name))?;
+        std::fs::remove_file(self.overlay_dir(&st).join(name))?;
         let ino = self.overlay_ino(g, name);
         self.overlay_files
             .lock()
@@ -95,8 +113,8 @@ impl MailFs {
     }
 
     pub fn rename(&self, parent: Ino, name: &OsStr, newparent: Ino, newname: &OsStr) -> Result<()> {
-        let g = self.writable_dir(parent)?;
-        let g2 = self.writable_dir(newparent)?;
+        let (g, st) = self.writable_dir(parent)?;
+        let (g2, _) = self.writable_dir(newparent)?;
         if g != g2 {
             return Err(Errno::EXDEV);
         }
@@ -109,10 +127,10 @@ impl MailFs {
         {
             return Err(Errno::EACCES);
         }
-        if newname == OsStr::new(model::SUBSCRIPTIONS) && !self.folder(g).is_inbox() {
+        if newname == OsStr::new(model::SUBSCRIPTIONS) && !st.folder.is_inbox() {
             return Err(Errno::EACCES);
         }
-        let dir = self.overlay_dir(g);
+        let dir = self.overlay_dir(&st);
         std::fs::rename(dir.join(name), dir.join(newname))?;
         // What we show for a generated name may include what Dovecot wrote there.
         if let Some(c) = Control::ALL
@@ -139,7 +157,8 @@ impl MailFs {
     ) -> Result<Attr> {
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Overlay(g, name) => {
-                let path = self.overlay_dir(g).join(&name);
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let path = self.overlay_dir(&st).join(&name);
                 if let Some(len) = size {
                     std::fs::OpenOptions::new()
                         .write(true)
@@ -164,7 +183,7 @@ impl MailFs {
                     }
                     f.set_times(t)?;
                 }
-                self.overlay_attr(g, &name)
+                self.overlay_attr(g, &st, &name)
             }
             _ if size.is_none() && mode.is_none() => {
                 // Touching times of the read-only view: accepted, nothing changes.
