@@ -209,8 +209,18 @@ impl Filesystem for Adapter {
         });
     }
 
-    fn link(&self, _req: &Request, _i: INodeNo, _p: INodeNo, _n: &OsStr, reply: ReplyEntry) {
-        reply.error(FErrno::EACCES);
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        guard("link", || match self.fs.link(ino.0, newparent.0, newname) {
+            Ok(a) => reply.entry_with_ttls(&a.ttl, &a.entry_ttl, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        });
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -147,6 +147,28 @@ impl MailFs {
         Ok(())
     }
 
+    /// Another name for one of Dovecot's files, in the same folder directory (Dovecot rotates
+    /// its transaction log this way).
+    pub fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
+        let Some(Node::Overlay(g, name)) = self.decode(ino) else {
+            return Err(Errno::EACCES);
+        };
+        let (g2, st) = self.writable_dir(newparent)?;
+        if g != g2 {
+            return Err(Errno::EXDEV);
+        }
+        if !overlay_name_ok(newname) || self.is_generated_name(g, newname) {
+            return Err(Errno::EACCES);
+        }
+        let dir = self.overlay_dir(&st);
+        std::fs::hard_link(dir.join(&name), dir.join(newname))?;
+        self.overlay_inos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .link(g, &name, newname);
+        self.overlay_attr(g, &st, newname)
+    }
+
     /// Changes an overlay file's size, mode or times. Anything else is refused.
     pub fn setattr(
         &self,

@@ -110,7 +110,7 @@ impl MailFs {
             perm: (meta.mode() & 0o777) as u16,
             uid: owner.uid,
             gid: owner.gid,
-            nlink: 1,
+            nlink: meta.nlink() as u32,
             ttl: SHORT_TTL,
             entry_ttl: LONG_TTL,
         })
