@@ -76,6 +76,7 @@ fn append_cost(args: Vec<String>) {
             trust_owners: true,
             lock: mboxfs::lock::LockMode::Fcntl,
             max_open: 64,
+            writable: false,
         },
         None,
     )

@@ -315,6 +315,17 @@ impl Folder {
         }
     }
 
+    /// A folder a tester made through a writable mount: it has no source.
+    pub fn created(user: &str, dir: &str) -> Folder {
+        let display = dir
+            .trim_start_matches('.')
+            .split('.')
+            .map(|p| names::mutf7_decode(p).unwrap_or_else(|| p.to_string()))
+            .collect::<Vec<_>>()
+            .join("/");
+        Folder::new(user, dir.to_string(), display, None)
+    }
+
     fn refuse(&mut self, path: &Path, why: String) {
         self.problems
             .push(Problem::new(Severity::Error, Some(path), why.clone()));

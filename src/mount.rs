@@ -112,8 +112,30 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
             fs_options.max_open
         );
     }
+    let writable = fs_options.writable;
     let fs = MailFs::new(tree, fs_options, config.lists)
         .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
+    let changed: Vec<_> = fs
+        .tester_changes()
+        .into_iter()
+        .filter(|(_, c)| c.total() > 0)
+        .collect();
+    for (user, c) in &changed {
+        log::info!("{user}: testers' changes kept: {c}");
+    }
+    if !writable && !changed.is_empty() {
+        return Err(format!(
+            "{}: holds testers' changes for {} user(s) ({}); mount with --writable to show them, or \
+             throw them away with `mboxfs discard-changes --state-dir {0}`",
+            config.fs.state_dir.display(),
+            changed.len(),
+            changed
+                .iter()
+                .map(|(u, c)| format!("{u}: {}", c.total()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
 
     let mut options = Config::default();
     options.mount_options = vec![

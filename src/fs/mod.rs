@@ -38,12 +38,15 @@ use crate::mbox::{self, FileId, IndexOptions, ReadMode};
 use crate::model::{self, Folder, Subdir, Tree, UserTree};
 use crate::source::{self, Owner};
 
+mod changes;
 mod inode;
 mod overlay;
 mod snapshot;
 mod uids;
 mod view;
+mod writable;
 
+pub use changes::{Counts as TesterChanges, count as count_changes, discard as discard_changes};
 use inode::{Control, Node, OverlayInodes, sub_offset};
 pub use overlay::merge_uidlist;
 use overlay::overlay_name_ok;
@@ -71,6 +74,7 @@ impl Errno {
     pub const EPERM: Errno = Errno(libc::EPERM);
     pub const EXDEV: Errno = Errno(libc::EXDEV);
     pub const EEXIST: Errno = Errno(libc::EEXIST);
+    pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
 }
 
 impl From<io::Error> for Errno {
@@ -124,6 +128,8 @@ pub struct FsOptions {
     pub lock: crate::lock::LockMode,
     /// How many mbox files are kept open at once; the others are opened again when read.
     pub max_open: usize,
+    /// Testers may change mail (kept in the state directory, never in the mbox files).
+    pub writable: bool,
 }
 
 /// Reads the user and folder lists again, and lays out the trees.
@@ -145,16 +151,28 @@ pub enum Invalidation {
 }
 
 /// One folder of the view. Folders are never removed from the table (their inode numbers stay
-/// theirs); one that leaves the lists is only hidden.
+/// theirs); one that leaves the lists, or that testers deleted, is only hidden.
 struct FolderState {
     user: usize,
+    /// As the lists made it (a folder testers created has no source).
     folder: Folder,
     /// The mbox, where there is one (present or not yet).
     path: Option<PathBuf>,
     /// The directory the mbox must stay under (the home, or the inbox's directory).
     root: PathBuf,
+    /// Where its overlay files are: Dovecot's files, and on a writable mount the messages
+    /// testers added (in `cur/ new/ tmp/`).
+    state_dir: PathBuf,
+    /// Made by a tester (the id of its state directory), not from the lists.
+    created: Option<u32>,
+    /// The directory name shown now (testers may rename a folder).
+    shown_dir: RwLock<String>,
     /// No longer in the lists.
     gone: AtomicBool,
+    /// Deleted by a tester.
+    deleted: AtomicBool,
+    /// Being deleted by Dovecot (renamed out of the way): shown empty.
+    trashed: AtomicBool,
     /// The mbox was there and acceptable when last looked at.
     present: AtomicBool,
     current: RwLock<Option<Arc<Snapshot>>>,
@@ -165,6 +183,47 @@ struct FolderState {
     said: Mutex<String>,
     /// A warning that the writers' locks could not be had was logged (until they are had).
     lock_warned: AtomicBool,
+    /// Testers' changes to its messages (writable mounts; read on first use).
+    changes: Mutex<Option<changes::MessageChanges>>,
+}
+
+impl FolderState {
+    fn new(
+        user: usize,
+        folder: Folder,
+        path: Option<PathBuf>,
+        root: PathBuf,
+        state_dir: PathBuf,
+        created: Option<u32>,
+    ) -> FolderState {
+        FolderState {
+            user,
+            shown_dir: RwLock::new(folder.dir.clone()),
+            folder,
+            path,
+            root,
+            state_dir,
+            created,
+            gone: AtomicBool::new(true),
+            deleted: AtomicBool::new(false),
+            trashed: AtomicBool::new(false),
+            present: AtomicBool::new(false),
+            current: RwLock::new(None),
+            checked: Mutex::new(None),
+            indexing: Mutex::new(UidBook::default()),
+            said: Mutex::new(String::new()),
+            lock_warned: AtomicBool::new(false),
+            changes: Mutex::new(None),
+        }
+    }
+
+    /// The directory name shown now.
+    fn dir(&self) -> String {
+        self.shown_dir
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// A folder's served UIDs: its log in the state directory, and the generation in force.
@@ -181,9 +240,11 @@ struct UserEntry {
     tree: Arc<UserTree>,
     /// The user's folders (INBOX first).
     folders: Vec<usize>,
-    /// Folder directories (`.Name`) by name.
+    /// Folder directories (`.Name`) shown, by name.
     by_dir: HashMap<String, usize>,
     gone: bool,
+    /// Testers' folder changes (writable mounts).
+    folder_log: Option<changes::FolderLog>,
 }
 
 /// The users and folders, which only grow.
@@ -321,6 +382,7 @@ impl MailFs {
                         folders: Vec::new(),
                         by_dir: HashMap::new(),
                         gone: true,
+                        folder_log: None,
                     });
                     t.users.len() - 1
                 }
@@ -329,17 +391,18 @@ impl MailFs {
             if std::mem::replace(&mut t.users[u].gone, false) {
                 changed.push(Invalidation::Entry(ROOT, user.name.clone().into()));
             }
+            let user_state = self.opts.state_dir.join(&user.name);
             let mut listed = std::collections::HashSet::new();
             for (i, f) in user.folders.iter().enumerate() {
-                let existing = if i == 0 {
-                    t.users[u].folders.first().copied()
-                } else {
-                    t.users[u].by_dir.get(&f.dir).copied()
-                };
-                let g = match existing.filter(|&g| {
+                // The same folder: the same source under the same name the lists give it.
+                let existing = t.users[u].folders.iter().copied().find(|&g| {
                     let old = &t.folders[g];
-                    old.folder.uw_name == f.uw_name && (i == 0 || old.path == f.path)
-                }) {
+                    old.created.is_none()
+                        && old.folder.dir == f.dir
+                        && old.folder.uw_name == f.uw_name
+                        && (i == 0 || old.path == f.path)
+                });
+                let g = match existing {
                     Some(g) => g,
                     None => {
                         let (path, root) = if i == 0 {
@@ -348,23 +411,28 @@ impl MailFs {
                         } else {
                             (f.path.clone(), user.home.clone())
                         };
+                        let state_dir = user_state.join(if i == 0 { "_INBOX" } else { &f.dir });
                         let g = t.folders.len();
-                        t.folders.push(Arc::new(FolderState {
-                            user: u,
-                            folder: f.clone(),
+                        t.folders.push(Arc::new(FolderState::new(
+                            u,
+                            f.clone(),
                             path,
                             root,
-                            gone: AtomicBool::new(true),
-                            present: AtomicBool::new(false),
-                            current: RwLock::new(None),
-                            checked: Mutex::new(None),
-                            indexing: Mutex::new(UidBook::default()),
-                            said: Mutex::new(String::new()),
-                            lock_warned: AtomicBool::new(false),
-                        }));
+                            state_dir,
+                            None,
+                        )));
                         t.users[u].folders.push(g);
                         if i > 0 {
-                            t.users[u].by_dir.insert(f.dir.clone(), g);
+                            match t.users[u].by_dir.get(&f.dir) {
+                                Some(_) => log::warn!(
+                                    "{}: folder {} is not shown: a folder made by a tester has its name",
+                                    user.name,
+                                    f.display
+                                ),
+                                None => {
+                                    t.users[u].by_dir.insert(f.dir.clone(), g);
+                                }
+                            }
                         }
                         g
                     }
@@ -373,19 +441,25 @@ impl MailFs {
                     let inbox = t.users[u].folders[0];
                     changed.push(Invalidation::Entry(
                         Self::block(inbox),
-                        f.dir.clone().into(),
+                        t.folders[g].dir().into(),
                     ));
                 }
                 listed.insert(g);
             }
             for &g in &t.users[u].folders {
-                if !listed.contains(&g) && !t.folders[g].gone.swap(true, Ordering::Relaxed) {
+                let st = &t.folders[g];
+                if st.created.is_none()
+                    && !listed.contains(&g)
+                    && !st.gone.swap(true, Ordering::Relaxed)
+                {
                     let inbox = t.users[u].folders[0];
-                    let dir = t.folders[g].folder.dir.clone();
-                    changed.push(Invalidation::Entry(Self::block(inbox), dir.into()));
+                    changed.push(Invalidation::Entry(Self::block(inbox), st.dir().into()));
                 }
             }
             t.users[u].tree = user;
+            if self.opts.writable && t.users[u].folder_log.is_none() {
+                self.replay_folder_log(&mut t, u);
+            }
         }
         for (u, e) in t.users.iter_mut().enumerate() {
             if !listed_users.contains(&u) && !std::mem::replace(&mut e.gone, true) {
@@ -393,6 +467,73 @@ impl MailFs {
             }
         }
         changed
+    }
+
+    /// Applies testers' folder changes (created, renamed, deleted folders) to user `u`.
+    fn replay_folder_log(&self, t: &mut Table, u: usize) {
+        let name = t.users[u].tree.name.clone();
+        let path = changes::user_dir(&self.opts.state_dir, &name).join("folders");
+        let log = match changes::FolderLog::open(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("{name}: testers' folder changes cannot be read ({e}); not shown");
+                return;
+            }
+        };
+        for ev in &log.events {
+            match ev {
+                changes::FolderEvent::Created { dir, id } => {
+                    if t.users[u].by_dir.contains_key(dir) {
+                        continue;
+                    }
+                    let g = self.add_created(t, u, dir, *id);
+                    t.folders[g].gone.store(false, Ordering::Relaxed);
+                }
+                changes::FolderEvent::Renamed { from, to } => {
+                    let entry = &mut t.users[u];
+                    if entry.by_dir.contains_key(to) {
+                        continue;
+                    }
+                    if let Some(g) = entry.by_dir.remove(from) {
+                        entry.by_dir.insert(to.clone(), g);
+                        *t.folders[g]
+                            .shown_dir
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner()) = to.clone();
+                    }
+                }
+                changes::FolderEvent::Deleted { dir } => {
+                    if let Some(g) = t.users[u].by_dir.remove(dir) {
+                        t.folders[g].deleted.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        t.users[u].folder_log = Some(log);
+    }
+
+    /// A folder made by a tester, shown as `dir`; its files are in the state directory.
+    fn add_created(&self, t: &mut Table, u: usize, dir: &str, id: u32) -> usize {
+        let user = t.users[u].tree.clone();
+        let folder = Folder::created(&user.name, dir);
+        let state_dir = self
+            .opts
+            .state_dir
+            .join(&user.name)
+            .join(changes::CREATED_DIR)
+            .join(id.to_string());
+        let g = t.folders.len();
+        t.folders.push(Arc::new(FolderState::new(
+            u,
+            folder,
+            None,
+            user.home.clone(),
+            state_dir,
+            Some(id),
+        )));
+        t.users[u].folders.push(g);
+        t.users[u].by_dir.insert(dir.to_string(), g);
+        g
     }
 
     /// Reads the lists again when they changed (at most once per recheck interval).

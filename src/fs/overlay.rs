@@ -5,19 +5,10 @@ use super::*;
 impl MailFs {
     /// Where a folder's overlay files are (made on first use).
     pub(super) fn overlay_dir(&self, st: &FolderState) -> PathBuf {
-        let user = self.user_tree(st.user);
-        let dir = state_path(&self.opts.state_dir, &user.name, &st.folder);
-        if !dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            if let Err(e) = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-            {
-                log::error!("state directory {}: {e}", dir.display());
-            }
+        if let Err(e) = writable::make_private_dir(&st.state_dir) {
+            log::error!("state directory {}: {e}", st.state_dir.display());
         }
-        dir
+        st.state_dir.clone()
     }
 
     pub(super) fn overlay_file(
@@ -50,6 +41,22 @@ impl MailFs {
                     .write_all_at(data, offset)?;
                 Ok(data.len() as u32)
             }
+            Node::Control(g, c) if self.opts.writable => {
+                // Dovecot appends to its uidlist in place: from now on the folder's copy in the
+                // state directory is written, and read back merged with ours.
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let path = self.overlay_dir(&st).join(c.name());
+                if !path.exists() {
+                    let bytes = self.control_bytes(g, &st, c)?.ok_or(Errno::ENOENT)?;
+                    std::fs::write(&path, bytes)?;
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)?
+                    .write_all_at(data, offset)?;
+                Ok(data.len() as u32)
+            }
             _ => Err(Errno::EACCES),
         }
     }
@@ -76,7 +83,18 @@ impl MailFs {
     /// inode, like every file's (the descriptor used for them is opened without `O_APPEND`,
     /// which would make positioned writes append).
     pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<Attr> {
+        if let Ok((g, st, sub)) = self.writable_sub(parent) {
+            return self.create_message_file(g, &st, sub, name, mode, flags);
+        }
         let (g, st) = self.writable_dir(parent)?;
+        if self.opts.writable
+            && name == OsStr::new(model::MAILDIRFOLDER)
+            && !st.folder.is_inbox()
+            && flags & libc::O_EXCL == 0
+        {
+            // A folder made by CREATE: the marker is there already.
+            return self.control_attr(g, &st, Control::Maildirfolder);
+        }
         if !overlay_name_ok(name) || self.is_generated_name(g, name) {
             return Err(Errno::EACCES);
         }
@@ -91,6 +109,9 @@ impl MailFs {
     }
 
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        if let Ok((g, st, sub)) = self.writable_sub(parent) {
+            return self.unlink_message(g, &st, sub, name);
+        }
         let (g, st) = self.writable_dir(parent)?;
         if self.is_generated_name(g, name) || !overlay_name_ok(name) {
             // Dovecot's own copy of a generated file may be removed; the file stays.
@@ -100,20 +121,27 @@ impl MailFs {
             return Err(Errno::EACCES);
         }
         std::fs::remove_file(self.overlay_dir(&st).join(name))?;
-        let ino = self.overlay_ino(g, name);
-        self.overlay_files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop(&ino);
-        self.overlay_inos
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(g, name);
+        self.forget_overlay(g, name);
         Ok(())
     }
 
     pub fn rename(&self, parent: Ino, name: &OsStr, newparent: Ino, newname: &OsStr) -> Result<()> {
+        if let (Ok((g, st, from)), Ok((g2, _, to))) =
+            (self.writable_sub(parent), self.writable_sub(newparent))
+        {
+            if g != g2 {
+                return Err(Errno::EXDEV);
+            }
+            return self.rename_message(g, &st, (from, name), (to, newname));
+        }
         let (g, st) = self.writable_dir(parent)?;
+        if self.opts.writable && parent == newparent && st.folder.is_inbox() {
+            if let (Some(from), Some(to)) = (name.to_str(), newname.to_str()) {
+                if from.starts_with('.') && self.subfolder_any(g, from).is_some() {
+                    return self.rename_folder(&st, from, to);
+                }
+            }
+        }
         let (g2, _) = self.writable_dir(newparent)?;
         if g != g2 {
             return Err(Errno::EXDEV);
@@ -150,6 +178,9 @@ impl MailFs {
     /// Another name for one of Dovecot's files, in the same folder directory (Dovecot rotates
     /// its transaction log this way).
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
+        if self.writable_sub(newparent).is_ok() {
+            return self.link_message(ino, newparent, newname);
+        }
         let Some(Node::Overlay(g, name)) = self.decode(ino) else {
             return Err(Errno::EACCES);
         };
@@ -216,16 +247,6 @@ impl MailFs {
     }
 }
 
-/// Where a folder's overlay files live in the state directory.
-pub(super) fn state_path(state: &Path, user: &str, f: &Folder) -> PathBuf {
-    let dir = if f.is_inbox() {
-        "_INBOX"
-    } else {
-        f.dir.as_str()
-    };
-    state.join(user).join(dir)
-}
-
 /// Names Dovecot may create in a folder directory: not `.`/`..`, not hidden (a `.Name` there
 /// would look like a folder).
 pub(super) fn overlay_name_ok(name: &OsStr) -> bool {
@@ -278,6 +299,66 @@ pub fn merge_uidlist(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
     head.push('\n');
     let mut out = head.into_bytes();
     out.extend_from_slice(our_rest);
+    out
+}
+
+/// On a writable mount: our records (the mbox's messages still shown), Dovecot's records of the
+/// files testers added (its UIDs, at or above our next UID), in UID order, under the header of
+/// [`merge_uidlist`].
+pub(super) fn merge_uidlist_keeping_theirs(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
+    let merged = merge_uidlist(ours, theirs);
+    let Some(theirs) = theirs else {
+        return merged;
+    };
+    if merged.as_slice() == ours && split_first_line(ours).0 != split_first_line(theirs).0 {
+        // Another UIDVALIDITY (or not a uidlist): theirs is out of date.
+        let (oh, _) = split_first_line(ours);
+        let (th, _) = split_first_line(theirs);
+        let v = |h: &[u8]| {
+            String::from_utf8_lossy(h)
+                .split(' ')
+                .find(|f| f.starts_with('V'))
+                .map(str::to_string)
+        };
+        if v(oh) != v(th) {
+            return merged;
+        }
+    }
+    let (head, our_records) = split_first_line(&merged);
+    let base = |line: &[u8]| -> Option<(u32, Vec<u8>)> {
+        let text = std::str::from_utf8(line).ok()?;
+        let uid = text.split(' ').next()?.parse().ok()?;
+        let name = text.rsplit_once(':')?.1;
+        Some((uid, name.split(':').next()?.as_bytes().to_vec()))
+    };
+    let mut records: Vec<(u32, &[u8])> = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    let mut uids = std::collections::HashSet::new();
+    for line in our_records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if let Some((uid, name)) = base(line) {
+            names.insert(name);
+            uids.insert(uid);
+            records.push((uid, line));
+        }
+    }
+    let (_, their_records) = split_first_line(theirs);
+    for line in their_records
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        if let Some((uid, name)) = base(line) {
+            if !names.contains(&name) && !uids.contains(&uid) {
+                records.push((uid, line));
+            }
+        }
+    }
+    records.sort_by_key(|(uid, _)| *uid);
+    let mut out = head.to_vec();
+    out.push(b'\n');
+    for (_, line) in records {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
     out
 }
 

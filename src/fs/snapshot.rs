@@ -556,6 +556,26 @@ impl MailFs {
         })
     }
 
+    /// The next UID of Dovecot's own copy of the folder's uidlist, for the UIDVALIDITY served.
+    fn their_next_uid(&self, st: &FolderState) -> Option<u32> {
+        let theirs = std::fs::read(st.state_dir.join(model::UIDLIST)).ok()?;
+        let head = String::from_utf8_lossy(overlay::split_first_line(&theirs).0).into_owned();
+        let field = |k: char| {
+            head.split(' ')
+                .skip(1)
+                .find(|f| f.starts_with(k))
+                .and_then(|f| f[1..].parse::<u32>().ok())
+        };
+        let served = st
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .index
+            .uidvalidity;
+        (field('V') == Some(served)).then(|| field('N')).flatten()
+    }
+
     /// The UID log of a folder, opened on first use.
     fn uid_log<'b>(
         &self,
@@ -614,6 +634,36 @@ impl MailFs {
         indexed: Option<Indexed>,
         old: Option<&Snapshot>,
     ) -> io::Result<Snapshot> {
+        if st.path.is_none() {
+            // No mbox (a parent made for nested folders, or a folder testers made): no UIDs of
+            // ours to keep.
+            let index = st.folder.empty_index(&self.opts.index);
+            let slot = match old {
+                Some(o) => o.slot,
+                None => {
+                    let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                    slots.push(g);
+                    slots.len() as u32
+                }
+            };
+            return Ok(Snapshot {
+                source_uidvalidity: index.uidvalidity,
+                source_next: index.uid_next,
+                index: Arc::new(index),
+                hashes: Vec::new(),
+                shown: 0,
+                provisional: None,
+                id: None,
+                fp: None,
+                fp_from: None,
+                slot,
+                mtime: model::folder_mtime(None),
+                cur: Vec::new(),
+                new: Vec::new(),
+                entries: Default::default(),
+                uidlist: OnceLock::new(),
+            });
+        }
         self.uid_log(st, book)?;
         let (mut index, file, id, fp, fp_from, complete, fixed) = match indexed {
             Some(i) => (
@@ -647,6 +697,13 @@ impl MailFs {
             Some(o) => o.live(),
             None => book.loaded.take().unwrap_or_default(),
         };
+        let before = book.generation;
+        if self.opts.writable {
+            // Dovecot gave UIDs to messages testers added: new mail of the mbox gets higher ones.
+            if let (Some(n), Some(gen_now)) = (self.their_next_uid(st), book.generation.as_mut()) {
+                gen_now.next = gen_now.next.max(n);
+            }
+        }
         let msgs: Vec<(u32, Hash)> = index
             .messages
             .iter()
@@ -685,7 +742,6 @@ impl MailFs {
         }
         // On disk before anyone sees it. A folder that never had mail records nothing: its
         // numbering starts with its first message.
-        let before = book.generation;
         if !(before.is_none() && shown == 0) {
             book.log
                 .as_mut()

@@ -301,6 +301,16 @@ impl Log {
     }
 }
 
+/// Makes the next mount serve the folder of the log at `path` under a new, higher UIDVALIDITY
+/// (after testers' changes were thrown away: clients must not keep what they cached).
+pub fn start_new_generation(path: &Path) -> io::Result<()> {
+    let (mut log, loaded) = Log::open(path)?;
+    if let Some(g) = loaded.generation {
+        log.append(&format!("G {} 0 1\n", g.uidvalidity.saturating_add(1)))?;
+    }
+    Ok(())
+}
+
 /// Reads a log. A last line cut short (a crash while appending) is ignored.
 fn parse(text: &[u8]) -> Result<(Loaded, usize), String> {
     let text = std::str::from_utf8(text).map_err(|_| "not text".to_string())?;

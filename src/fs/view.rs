@@ -26,7 +26,7 @@ impl MailFs {
             kind: Kind::File,
             size: m.size(&snap.index),
             mtime: model::system_time(m.time, 0),
-            perm: 0o400,
+            perm: if self.opts.writable { 0o600 } else { 0o400 },
             uid: owner.uid,
             gid: owner.gid,
             nlink: 1,
@@ -54,15 +54,38 @@ impl MailFs {
             }
             Control::Maildirfolder => Ok((!folder.is_inbox()).then(Vec::new)),
             Control::Keywords => {
+                if self.opts.writable {
+                    // Dovecot keeps the list once testers used keywords (it only appends to ours).
+                    if let Ok(theirs) = std::fs::read(self.overlay_dir(st).join(model::KEYWORDS)) {
+                        return Ok(Some(theirs));
+                    }
+                }
                 let snap = self.snapshot_of(g, st)?;
                 Ok(folder.keywords_file(&snap.index))
             }
             Control::Uidlist => {
+                let theirs = std::fs::read(self.overlay_dir(st).join(model::UIDLIST)).ok();
+                if st.path.is_none() && self.opts.writable {
+                    // A folder with no mbox: Dovecot's own list, once it made one.
+                    if let Some(theirs) = theirs {
+                        return Ok(Some(theirs));
+                    }
+                }
                 let snap = self.snapshot_of(g, st)?;
+                if self.opts.writable {
+                    let shown: Vec<Msg> = (0..snap.shown)
+                        .filter(|&at| self.base_file(st, &snap, at).is_some())
+                        .map(|at| snap.messages()[at])
+                        .collect();
+                    let ours = folder.uidlist_of(&snap.index, &shown);
+                    return Ok(Some(overlay::merge_uidlist_keeping_theirs(
+                        &ours,
+                        theirs.as_deref(),
+                    )));
+                }
                 let ours = snap
                     .uidlist
                     .get_or_init(|| folder.uidlist_of(&snap.index, snap.messages()));
-                let theirs = std::fs::read(self.overlay_dir(st).join(model::UIDLIST)).ok();
                 Ok(Some(merge_uidlist(ours, theirs.as_deref())))
             }
         }
@@ -80,7 +103,7 @@ impl MailFs {
             kind: Kind::File,
             size: bytes.len() as u64,
             mtime,
-            perm: 0o400,
+            perm: if self.opts.writable { 0o600 } else { 0o400 },
             uid: owner.uid,
             gid: owner.gid,
             nlink: 1,
@@ -130,7 +153,10 @@ impl MailFs {
             }
             Node::Sub(..) => {
                 let snap = self.snapshot_of(g, &st)?;
-                Ok(self.dir_attr(ino, self.owner(&st), 0o500, snap.mtime))
+                // Read-only: 0500, which Dovecot takes for a read-only maildir ([READ-ONLY],
+                // nothing logged).
+                let perm = if self.opts.writable { 0o700 } else { 0o500 };
+                Ok(self.dir_attr(ino, self.owner(&st), perm, snap.mtime))
             }
             Node::Control(_, c) => self.control_attr(g, &st, c),
             Node::Message(_, slot, uid) => {
@@ -172,15 +198,29 @@ impl MailFs {
         self.shown(&st).then_some(sub)
     }
 
+    /// The folder shown as `name` under a user's root (`g` is the user's INBOX), shown or not.
+    pub(super) fn subfolder_any(&self, g: usize, name: &str) -> Option<usize> {
+        let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let st = t.folders.get(g)?;
+        let user = &t.users[st.user];
+        if user.folders.first() != Some(&g) {
+            return None;
+        }
+        user.by_dir.get(name).copied()
+    }
+
     /// Whether a folder (not an INBOX) is shown: it is in the lists, and its mbox is there and
     /// acceptable (as last found, or as a quick look says when it was never read).
     pub(super) fn shown(&self, st: &FolderState) -> bool {
-        if st.gone.load(Ordering::Relaxed) {
+        if st.gone.load(Ordering::Relaxed) || st.deleted.load(Ordering::Relaxed) {
             return false;
         }
         let Some(path) = &st.path else {
             return true;
         };
+        if st.trashed.load(Ordering::Relaxed) {
+            return true;
+        }
         let recent = st
             .checked
             .lock()
@@ -207,10 +247,13 @@ impl MailFs {
                 self.getattr(Self::block(g))
             }
             Node::FolderDir(g) => {
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
                 if let Some(s) = Subdir::from_name(name.as_bytes()) {
+                    if !self.has_sub(&st, s) {
+                        return Err(Errno::ENOENT);
+                    }
                     return self.getattr(Self::block(g) + sub_offset(s));
                 }
-                let st = self.state(g).ok_or(Errno::ENOENT)?;
                 if let Some(c) = Control::ALL.iter().find(|c| OsStr::new(c.name()) == name) {
                     return self.control_attr(g, &st, *c);
                 }
@@ -227,6 +270,20 @@ impl MailFs {
             }
             Node::Sub(g, sub) => {
                 let st = self.state(g).ok_or(Errno::ENOENT)?;
+                if self.opts.writable {
+                    if st.trashed.load(Ordering::Relaxed) {
+                        return Err(Errno::ENOENT);
+                    }
+                    let rel = writable::sub_path(sub, name);
+                    if overlay_name_ok(name) && self.overlay_dir(&st).join(&rel).is_file() {
+                        return self.overlay_attr(g, &st, &rel);
+                    }
+                    let snap = self.snapshot_of(g, &st)?;
+                    let at = self
+                        .base_message(&st, &snap, sub, name)
+                        .ok_or(Errno::ENOENT)?;
+                    return Ok(self.message_attr(self.owner(&st), &snap, &snap.messages()[at]));
+                }
                 let snap = self.snapshot_of(g, &st)?;
                 let m = find_message(&st.folder, &snap, sub, name).ok_or(Errno::ENOENT)?;
                 Ok(self.message_attr(self.owner(&st), &snap, m))
@@ -256,7 +313,14 @@ impl MailFs {
             }
             Node::FolderDir(g) => {
                 let st = self.state(g).ok_or(Errno::ENOENT)?;
-                for s in Subdir::ALL {
+                if st.trashed.load(Ordering::Relaxed) {
+                    // Being deleted: nothing left to remove.
+                    return Ok(Handle {
+                        entries: Arc::new(out),
+                        snap: None,
+                    });
+                }
+                for s in Subdir::ALL.into_iter().filter(|&s| self.has_sub(&st, s)) {
                     out.push(entry(Self::block(g) + sub_offset(s), Kind::Dir, s.name()));
                 }
                 for c in Control::ALL {
@@ -273,7 +337,7 @@ impl MailFs {
                     for sub in subs {
                         let Some(s) = self.state(sub) else { continue };
                         if self.shown(&s) {
-                            out.push(entry(Self::block(sub), Kind::Dir, &s.folder.dir));
+                            out.push(entry(Self::block(sub), Kind::Dir, &s.dir()));
                         }
                     }
                 }
@@ -296,33 +360,8 @@ impl MailFs {
             }
             Node::Sub(g, sub) => {
                 let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let entries = self.sub_entries(g, &st, sub)?;
                 let snap = self.snapshot_of(g, &st)?;
-                let i = usize::from(sub == Subdir::New);
-                if sub == Subdir::Tmp {
-                    out[1].ino = Self::block(g);
-                    return Ok(Handle {
-                        entries: Arc::new(out),
-                        snap: None,
-                    });
-                }
-                let entries = snap.entries[i]
-                    .get_or_init(|| {
-                        let listing = snap.listing(sub);
-                        let mut v = Vec::with_capacity(listing.len() + 2);
-                        v.push(entry(ino, Kind::Dir, "."));
-                        v.push(entry(Self::block(g), Kind::Dir, ".."));
-                        for &at in listing {
-                            let m = &snap.index.messages[at as usize];
-                            let (_, name) = st.folder.message_file(&snap.index, m);
-                            v.push(DirEntry {
-                                ino: snap.ino(m),
-                                kind: Kind::File,
-                                name: name.into(),
-                            });
-                        }
-                        Arc::new(v)
-                    })
-                    .clone();
                 return Ok(Handle {
                     entries,
                     snap: Some(snap),
@@ -334,6 +373,87 @@ impl MailFs {
             entries: Arc::new(out),
             snap: None,
         })
+    }
+
+    /// The entries of a folder's `cur/`, `new/` or `tmp/`, `.` and `..` first.
+    pub(super) fn sub_entries(
+        &self,
+        g: usize,
+        st: &FolderState,
+        sub: Subdir,
+    ) -> Result<Arc<Vec<DirEntry>>> {
+        let ino = Self::block(g) + sub_offset(sub);
+        let head = [
+            DirEntry {
+                ino,
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: Self::block(g),
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
+        ];
+        if st.trashed.load(Ordering::Relaxed) {
+            return Ok(Arc::new(head.to_vec()));
+        }
+        let snap = self.snapshot_of(g, st)?;
+        if !self.opts.writable {
+            if sub == Subdir::Tmp {
+                return Ok(Arc::new(head.to_vec()));
+            }
+            let i = usize::from(sub == Subdir::New);
+            return Ok(snap.entries[i]
+                .get_or_init(|| {
+                    let listing = snap.listing(sub);
+                    let mut v = Vec::with_capacity(listing.len() + 2);
+                    v.extend(head);
+                    for &at in listing {
+                        let m = &snap.index.messages[at as usize];
+                        let (_, name) = st.folder.message_file(&snap.index, m);
+                        v.push(DirEntry {
+                            ino: snap.ino(m),
+                            kind: Kind::File,
+                            name: name.into(),
+                        });
+                    }
+                    Arc::new(v)
+                })
+                .clone());
+        }
+        // Writable: the mbox's messages as testers left them, then the files they added.
+        let mut v: Vec<DirEntry> = head.to_vec();
+        if sub != Subdir::Tmp {
+            for at in 0..snap.shown {
+                if let Some((s, name)) = self.base_file(st, &snap, at) {
+                    if s == sub {
+                        v.push(DirEntry {
+                            ino: snap.ino(&snap.messages()[at]),
+                            kind: Kind::File,
+                            name: name.into(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.overlay_dir(st).join(sub.name())) {
+            let mut names: Vec<OsString> = rd
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name())
+                .collect();
+            names.sort();
+            for n in names {
+                let rel = writable::sub_path(sub, &n);
+                v.push(DirEntry {
+                    ino: self.overlay_ino(g, &rel),
+                    kind: Kind::File,
+                    name: n,
+                });
+            }
+        }
+        Ok(Arc::new(v))
     }
 
     /// The entries of an open directory (made when it was opened), or of `ino` now.
@@ -382,10 +502,14 @@ impl MailFs {
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             let attr = match (&snap, owner) {
                 // Messages: from the listing's own snapshot, without looking anything up.
-                (Some(s), Some(owner)) if i >= 2 => match s.by_uid(e.ino as u32) {
-                    Some(m) => self.message_attr(owner, s, m),
-                    None => continue,
-                },
+                (Some(s), Some(owner))
+                    if i >= 2 && e.ino < OVERLAY_BASE && e.ino >> 32 == u64::from(s.slot) =>
+                {
+                    match s.by_uid(e.ino as u32) {
+                        Some(m) => self.message_attr(owner, s, m),
+                        None => continue,
+                    }
+                }
                 _ => match self.getattr(e.ino) {
                     Ok(a) => a,
                     Err(_) => continue,
@@ -451,7 +575,7 @@ impl MailFs {
     /// Reads message bytes, and checks that the mbox did not change meanwhile. If it did, the
     /// message is read from a new snapshot (the same UID in the same generation is the same
     /// message), or the read fails: wrong bytes are never returned.
-    fn read_message(
+    pub(super) fn read_message(
         &self,
         g: usize,
         st: &FolderState,

@@ -199,8 +199,10 @@ impl Mount {
 
     /// Unmounts (SIGTERM) and mounts again at the same place with the same state directory.
     pub fn remount(&mut self, source_args: &[String], extra: &[&str]) {
-        let status = self.stop_with(libc::SIGTERM);
-        assert!(status.success(), "mount exited with {status}");
+        if self.child.is_some() {
+            let status = self.stop_with(libc::SIGTERM);
+            assert!(status.success(), "mount exited with {status}");
+        }
         self.spawn(&[], source_args, extra);
     }
 
