@@ -77,6 +77,7 @@ fn append_cost(args: Vec<String>) {
             lock: mboxfs::lock::LockMode::Fcntl,
             max_open: 64,
             writable: false,
+            state_quota: 0,
         },
         None,
     )

@@ -117,6 +117,10 @@ pub struct MountArgs {
     /// never reach an mbox file; `mboxfs discard-changes` throws them away.
     #[arg(long)]
     pub writable: bool,
+    /// What Dovecot and testers may write into the state directory per user (K, M, G, T; 0 for
+    /// no bound); past it, writes fail as over quota.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = crate::fs::parse_size)]
+    pub state_quota: u64,
     #[command(flatten)]
     pub source: SourceArgs,
 }

@@ -155,6 +155,7 @@ fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
                 lock,
                 max_open: 0,
                 writable: a.writable,
+                state_quota: a.state_quota,
             },
         },
     )?;

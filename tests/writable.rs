@@ -358,3 +358,61 @@ m.logout()
     let uv = |v: &serde_json::Value| v["INBOX"][0].as_str().unwrap().parse::<u64>().unwrap();
     assert!(uv(&again) > uv(&first), "{again} after {first}");
 }
+
+#[test]
+fn what_a_user_may_write_into_the_state_directory_is_bounded() {
+    common::require_root_and_tools(&["dovecot", "python3"]);
+    let h = host();
+    let extra = ["--owner", "nobody", "--writable", "--state-quota", "400K"];
+    let m = Mount::start(&args(h.path()), &extra);
+    let dovecot = Dovecot::for_nobody(
+        &format!("maildir:{}/%u", m.mountpoint.display()),
+        "namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =\n}\n",
+    );
+    let out = python(&format!(
+        r#"
+import imaplib
+m = imaplib.IMAP4('127.0.0.1', {port})
+m.login('alice', 'pw')
+body = b'Subject: big\r\n\r\n' + b'x' * 60000 + b'\r\n'
+answers = []
+for i in range(20):
+    typ, data = m.append('INBOX', None, None, body)
+    answers.append(typ)
+    if typ != 'OK':
+        print('refused after', i, data[0].decode())
+        break
+m.logout()
+print(answers.count('OK'))
+"#,
+        port = dovecot.port
+    ));
+    let accepted: usize = out.lines().last().unwrap().trim().parse().unwrap();
+    assert!(out.contains("refused after"), "never refused:\n{out}");
+    assert!(
+        out.to_lowercase().contains("quota"),
+        "the refusal does not say why:\n{out}"
+    );
+    assert!((1..7).contains(&accepted), "{out}");
+    let used: u64 = walkdir_size(&m.state.path().join("alice"));
+    assert!(
+        used <= 400 * 1024 + 64 * 1024,
+        "{used} bytes in the state directory"
+    );
+    assert!(m.log().contains("--state-quota"), "{}", m.log());
+}
+
+fn walkdir_size(d: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            if e.file_name() != ".mboxfs" {
+                total += walkdir_size(&e.path());
+            }
+        } else {
+            total += m.len();
+        }
+    }
+    total
+}

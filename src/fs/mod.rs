@@ -41,6 +41,7 @@ use crate::source::{self, Owner};
 mod changes;
 mod inode;
 mod overlay;
+mod quota;
 mod snapshot;
 mod uids;
 mod view;
@@ -50,6 +51,7 @@ pub use changes::{Counts as TesterChanges, count as count_changes, discard as di
 use inode::{Control, Node, OverlayInodes, sub_offset};
 pub use overlay::merge_uidlist;
 use overlay::overlay_name_ok;
+pub use quota::parse_size;
 use snapshot::fingerprint;
 pub use snapshot::{SETTLE, SETTLE_COMPLETE, Snapshot};
 
@@ -130,6 +132,9 @@ pub struct FsOptions {
     pub max_open: usize,
     /// Testers may change mail (kept in the state directory, never in the mbox files).
     pub writable: bool,
+    /// What Dovecot and testers may write into the state directory per user, in bytes (0: no
+    /// bound).
+    pub state_quota: u64,
 }
 
 /// Reads the user and folder lists again, and lays out the trees.
@@ -288,6 +293,8 @@ pub struct MailFs {
     overlay_files: Mutex<lru::LruCache<Ino, Arc<File>>>,
     /// Open mbox files by folder, at most `max_open` of them.
     sources: Mutex<lru::LruCache<usize, (FileId, Arc<File>)>>,
+    /// What each user has in the state directory.
+    usage: Mutex<quota::Usage>,
     /// Held for the life of the mount: one mount per state directory.
     _state_lock: File,
     started: SystemTime,
@@ -330,6 +337,7 @@ impl MailFs {
                 std::num::NonZeroUsize::new(256).expect("non-zero"),
             )),
             sources: Mutex::new(lru::LruCache::new(max_open)),
+            usage: Mutex::new(quota::Usage::default()),
             _state_lock: state_lock,
             started: SystemTime::now() - Duration::from_secs(1),
         };

@@ -37,6 +37,8 @@ impl MailFs {
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Overlay(g, name) => {
                 let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let path = self.overlay_dir(&st).join(&name);
+                self.charge_growth(&st, &path, offset + data.len() as u64)?;
                 self.overlay_file(ino, &st, &name)?
                     .write_all_at(data, offset)?;
                 Ok(data.len() as u32)
@@ -48,8 +50,10 @@ impl MailFs {
                 let path = self.overlay_dir(&st).join(c.name());
                 if !path.exists() {
                     let bytes = self.control_bytes(g, &st, c)?.ok_or(Errno::ENOENT)?;
+                    self.charge_growth(&st, &path, bytes.len() as u64)?;
                     std::fs::write(&path, bytes)?;
                 }
+                self.charge_growth(&st, &path, offset + data.len() as u64)?;
                 std::fs::OpenOptions::new()
                     .write(true)
                     .custom_flags(libc::O_NOFOLLOW)
@@ -98,13 +102,15 @@ impl MailFs {
         if !overlay_name_ok(name) || self.is_generated_name(g, name) {
             return Err(Errno::EACCES);
         }
+        let path = self.overlay_dir(&st).join(name);
+        self.charge_creation(&st, &path, flags)?;
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(flags & libc::O_TRUNC != 0)
             .custom_flags(libc::O_NOFOLLOW | (flags & libc::O_EXCL))
             .mode(mode & 0o666)
-            .open(self.overlay_dir(&st).join(name))?;
+            .open(&path)?;
         self.overlay_attr(g, &st, name)
     }
 
@@ -120,7 +126,9 @@ impl MailFs {
             }
             return Err(Errno::EACCES);
         }
-        std::fs::remove_file(self.overlay_dir(&st).join(name))?;
+        let path = self.overlay_dir(&st).join(name);
+        self.refund_file(&st, &path);
+        std::fs::remove_file(&path)?;
         self.forget_overlay(g, name);
         Ok(())
     }
@@ -159,6 +167,7 @@ impl MailFs {
             return Err(Errno::EACCES);
         }
         let dir = self.overlay_dir(&st);
+        self.refund_file(&st, &dir.join(newname));
         std::fs::rename(dir.join(name), dir.join(newname))?;
         // What we show for a generated name may include what Dovecot wrote there.
         if let Some(c) = Control::ALL
@@ -213,6 +222,8 @@ impl MailFs {
                 let st = self.state(g).ok_or(Errno::ENOENT)?;
                 let path = self.overlay_dir(&st).join(&name);
                 if let Some(len) = size {
+                    let old = path.symlink_metadata().map_or(0, |m| m.len());
+                    self.charge(&st, quota::cost(len) as i64 - quota::cost(old) as i64)?;
                     std::fs::OpenOptions::new()
                         .write(true)
                         .custom_flags(libc::O_NOFOLLOW)

@@ -226,6 +226,7 @@ impl MailFs {
         drop(t);
         if st.created.is_some() {
             let _ = std::fs::remove_dir_all(&st.state_dir);
+            self.recount(st.user);
         }
         log::info!(
             "{}: a tester deleted folder {}",
@@ -292,6 +293,7 @@ impl MailFs {
             return Err(Errno::EACCES);
         }
         let dir = self.overlay_sub(st, sub)?;
+        self.charge_creation(st, &dir.join(name), flags)?;
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -311,7 +313,11 @@ impl MailFs {
         name: &OsStr,
     ) -> Result<()> {
         let rel = sub_path(sub, name);
-        match std::fs::remove_file(self.overlay_dir(st).join(&rel)) {
+        let path = self.overlay_dir(st).join(&rel);
+        if path.is_file() {
+            self.refund_file(st, &path);
+        }
+        match std::fs::remove_file(&path) {
             Ok(()) => {
                 self.forget_overlay(g, &rel);
                 return Ok(());
@@ -344,6 +350,7 @@ impl MailFs {
         let (rel_from, rel_to) = (sub_path(from_sub, from), sub_path(to_sub, to));
         if dir.join(&rel_from).is_file() {
             self.overlay_sub(st, to_sub)?;
+            self.refund_file(st, &dir.join(&rel_to));
             std::fs::rename(dir.join(&rel_from), dir.join(&rel_to))?;
             self.overlay_inos
                 .lock()
@@ -397,6 +404,7 @@ impl MailFs {
                 let at = snap.position(uid).ok_or(Errno::ENOENT)?;
                 let m = snap.messages()[at];
                 let size = m.size(&snap.index);
+                self.charge(&st2, quota::cost(size) as i64)?;
                 let mut out = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
