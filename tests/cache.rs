@@ -461,3 +461,64 @@ fn fifteen_hundred_folders_under_a_limit_of_1024_open_files() {
     assert!(fds < 1024, "{fds} files open");
     assert!(!m.log().contains("Too many open files"), "{}", m.log());
 }
+
+/// Every message file of every folder under a user's root, by folder directory.
+fn tree_names(root: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![String::new()];
+    for e in std::fs::read_dir(root).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with('.') {
+            dirs.push(n);
+        }
+    }
+    for d in dirs {
+        let mut names = Vec::new();
+        for sub in ["cur", "new"] {
+            for e in std::fs::read_dir(root.join(&d).join(sub))
+                .unwrap()
+                .flatten()
+            {
+                names.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+        names.sort();
+        out.insert(d, names);
+    }
+    out
+}
+
+#[test]
+fn every_folder_keeps_its_names_and_uids_across_remounts() {
+    common::require_root_and_tools(&[]);
+    let host = common::Host::make(&[
+        "--users",
+        "2",
+        "--folders",
+        "4",
+        "--messages",
+        "8",
+        "--seed",
+        "3",
+    ]);
+    let mut m = Mount::start(&host.source_args(), &[]);
+    let users = host.users();
+    let before: Vec<_> = users
+        .iter()
+        .map(|u| tree_names(&m.mountpoint.join(u)))
+        .collect();
+    assert!(
+        before
+            .iter()
+            .any(|t| t.keys().any(|d| d.matches('.').count() > 1)),
+        "the host should have nested folders (and their parents): {before:?}"
+    );
+    for round in 0..2 {
+        m.remount(&host.source_args(), &[]);
+        let after: Vec<_> = users
+            .iter()
+            .map(|u| tree_names(&m.mountpoint.join(u)))
+            .collect();
+        assert_eq!(after, before, "remount {round}");
+    }
+}
