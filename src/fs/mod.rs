@@ -600,6 +600,17 @@ impl MailFs {
     }
 }
 
+/// The file of a folder's served UIDs in the state directory.
+fn uid_log_path(state: &Path, user: &str, uw_name: Option<&[u8]>) -> PathBuf {
+    let key = uw_name.unwrap_or(b"INBOX");
+    changes::user_dir(state, user).join(format!("{:016x}.uids", xxhash_rust::xxh3::xxh3_64(key)))
+}
+
+/// The UIDVALIDITY a mount with this state directory serves for a folder, if it served it.
+pub fn served_uidvalidity(state: &Path, user: &str, uw_name: Option<&[u8]>) -> Option<u32> {
+    uids::read_generation(&uid_log_path(state, user, uw_name)).map(|g| g.uidvalidity)
+}
+
 /// The identity of a list file (`None` if it cannot be looked at).
 fn list_id(path: &Path) -> Option<FileId> {
     std::fs::metadata(path).ok().map(|m| FileId::of(&m))

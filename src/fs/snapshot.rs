@@ -584,11 +584,12 @@ impl MailFs {
     ) -> io::Result<&'b mut uids::Log> {
         if book.log.is_none() {
             let user = self.user_tree(st.user);
-            let dir = self.opts.state_dir.join(&user.name).join(".mboxfs");
-            std::fs::create_dir_all(&dir)?;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-            let key = st.folder.uw_name.as_deref().unwrap_or(b"INBOX");
-            let path = dir.join(format!("{:016x}.uids", xxhash_rust::xxh3::xxh3_64(key)));
+            let path = uid_log_path(
+                &self.opts.state_dir,
+                &user.name,
+                st.folder.uw_name.as_deref(),
+            );
+            writable::make_private_dir(path.parent().expect("in the user's directory"))?;
             let (log, loaded) = match uids::Log::open(&path) {
                 Ok(x) => x,
                 Err(e) => {

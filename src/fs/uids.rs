@@ -301,6 +301,12 @@ impl Log {
     }
 }
 
+/// The generation a log records, without changing anything (for `plan`).
+pub fn read_generation(path: &Path) -> Option<Generation> {
+    let text = std::fs::read(path).ok()?;
+    parse(&text).ok()?.0.generation
+}
+
 /// Makes the next mount serve the folder of the log at `path` under a new, higher UIDVALIDITY
 /// (after testers' changes were thrown away: clients must not keep what they cached).
 pub fn start_new_generation(path: &Path) -> io::Result<()> {
