@@ -75,7 +75,11 @@ fn append_cost(args: Vec<String>) {
             recheck: Duration::ZERO,
             trust_owners: true,
             lock: mboxfs::lock::LockMode::Fcntl,
+            max_open: 64,
+            writable: false,
+            state_quota: 0,
         },
+        None,
     )
     .unwrap();
     // A spool is not being written as it is mounted: date the file back, so that its last

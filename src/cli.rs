@@ -30,6 +30,8 @@ pub enum Command {
     Materialize(MaterializeArgs),
     /// Check that DEST holds exactly what the sources give.
     Verify(VerifyArgs),
+    /// Throw away what testers changed through a `--writable` mount (the paper's step 12).
+    DiscardChanges(DiscardArgs),
 }
 
 /// Where the mail is (the same on every subcommand).
@@ -110,6 +112,15 @@ pub struct MountArgs {
     /// How an mbox is locked while it is read.
     #[arg(long, value_enum, default_value_t = LockArg::Fcntl)]
     pub lock: LockArg,
+    /// Let testers change mail (create, rename and delete folders; append, copy, move and
+    /// expunge messages; set flags). Their changes are kept per user in the state directory and
+    /// never reach an mbox file; `mboxfs discard-changes` throws them away.
+    #[arg(long)]
+    pub writable: bool,
+    /// What Dovecot and testers may write into the state directory per user (K, M, G, T; 0 for
+    /// no bound); past it, writes fail as over quota.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = crate::fs::parse_size)]
+    pub state_quota: u64,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -152,6 +163,17 @@ pub struct VerifyArgs {
     pub jobs: Option<usize>,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscardArgs {
+    /// The mount's state directory [default: /var/lib/mboxfs/state as root, else
+    /// ~/.local/state/mboxfs].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Only this user (repeatable) [default: every user].
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
 }
 
 /// The validated source configuration.

@@ -61,6 +61,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Mount(a) => mount_command(a),
         Command::Materialize(a) => materialize_command(a),
         Command::Verify(a) => verify_command(a),
+        Command::DiscardChanges(a) => discard_command(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -123,17 +124,39 @@ fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
         cli::LockArg::Dotlock => lock::LockMode::Dotlock,
     };
     let state_dir = a.state_dir.unwrap_or_else(mount::default_state_dir);
+    // Users and folders added to the lists later appear without a remount.
+    let lists = {
+        let config = config.clone();
+        fs::Lists {
+            files: std::iter::once(config.layout.userlist.clone())
+                .chain(config.layout.folderlist.clone())
+                .collect(),
+            every: config
+                .layout
+                .folderlist
+                .is_none()
+                .then_some(std::time::Duration::from_secs(30)),
+            load: Box::new(move || {
+                let host = config.layout.load().map_err(|e| e.to_string())?;
+                Ok(model::Tree::build(&host, &config.tree))
+            }),
+        }
+    };
     mount::run(
         tree,
         mount::MountConfig {
             mountpoint: a.mountpoint,
             threads: a.threads.unwrap_or_else(|| cli::default_jobs().clamp(2, 8)),
+            lists: Some(lists),
             fs: fs::FsOptions {
                 index: config.index,
                 state_dir,
                 recheck: std::time::Duration::from_millis(a.recheck_ms),
                 trust_owners: config.tree.trust_owners,
                 lock,
+                max_open: 0,
+                writable: a.writable,
+                state_quota: a.state_quota,
             },
         },
     )?;
@@ -227,4 +250,44 @@ fn verify_command(a: cli::VerifyArgs) -> Result<u8, String> {
         }
     );
     Ok(if bad == 0 { EXIT_OK } else { EXIT_PROBLEMS })
+}
+
+fn discard_command(a: cli::DiscardArgs) -> Result<u8, String> {
+    let state = a.state_dir.unwrap_or_else(mount::default_state_dir);
+    // Not while a mount uses it.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .open(state.join(".mboxfs.lock"))
+        .map_err(|e| format!("{}: not a state directory of mboxfs ({e})", state.display()))?;
+    if !lock::try_exclusive(&lock) {
+        return Err(format!(
+            "{}: a mount is using it; unmount it first",
+            state.display()
+        ));
+    }
+    let users: Vec<String> = if a.users.is_empty() {
+        let mut v: Vec<String> = std::fs::read_dir(&state)
+            .map_err(|e| format!("{}: {e}", state.display()))?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    } else {
+        a.users
+    };
+    let mut total = 0;
+    for user in &users {
+        let c = fs::discard_changes(&state, user).map_err(|e| format!("{user}: {e}"))?;
+        if c.total() > 0 {
+            println!("{user}: {c}: thrown away");
+        }
+        total += c.total();
+    }
+    println!(
+        "{}: {total} changes thrown away; folders that had any get a new UIDVALIDITY at the next mount",
+        state.display()
+    );
+    Ok(EXIT_OK)
 }

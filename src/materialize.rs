@@ -217,17 +217,7 @@ pub fn prepare_dest(dest: &Path, force: bool) -> Result<Dest, String> {
 /// Raises this process's descriptor limit to its hard limit, and returns how many sources may
 /// be held open between indexing and copying (the rest are opened again and compared).
 fn source_budget(jobs: usize) -> usize {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) => {
-            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Err(_) => 1024,
-    };
+    let limit = sys::raise_open_files_limit().unwrap_or(1024);
     (usize::try_from(limit).unwrap_or(usize::MAX) / 2).saturating_sub(64 + 8 * jobs)
 }
 

@@ -50,6 +50,8 @@ pub struct UserTree {
     pub name: String,
     /// The home, under which every folder's source must stay.
     pub home: PathBuf,
+    /// The inbox file (which may not exist yet).
+    pub inbox: PathBuf,
     /// The uid that must own the sources (from passwd), unless owners are trusted.
     pub source_uid: Option<u32>,
     pub owner: Owner,
@@ -72,7 +74,12 @@ pub struct Folder {
     /// The mbox, when there is one to read (for messages: it is opened by
     /// [`Folder::open_source`], never by this path).
     pub source: Option<PathBuf>,
-    /// Where the mbox is, and who must own it.
+    /// Where the mbox is expected, whether or not it is there and acceptable now (`None`: a
+    /// parent made for nested folders). The mount looks there again as time goes on, through
+    /// [`Folder::open_source`].
+    pub path: Option<PathBuf>,
+    /// Where the mbox is, and who must own it (`None` also for a folder that can never be
+    /// migrated: its name is too long).
     source_at: Option<SourceAt>,
     /// Why the source is not read (refused by a check).
     pub refused: Option<String>,
@@ -157,13 +164,14 @@ impl UserTree {
         let uid = u.passwd.as_ref().map(|p| p.uid);
         let required = if opts.trust_owners { None } else { uid };
         let mut folders = vec![Folder::new(&u.name, String::new(), "INBOX".into(), None)];
+        folders[0].path = Some(u.inbox.clone());
+        folders[0].source_at = Some(SourceAt {
+            at: u.inbox_at.clone(),
+            owner: required,
+        });
         let inbox_meta = match source::open_source(&u.inbox_at, required) {
             Ok(Some((_, meta))) => {
                 folders[0].source = Some(u.inbox.clone());
-                folders[0].source_at = Some(SourceAt {
-                    at: u.inbox_at.clone(),
-                    owner: required,
-                });
                 Some(meta)
             }
             Ok(None) => {
@@ -237,6 +245,7 @@ impl UserTree {
                 ));
             }
             if let Some((name, path)) = u.folders.get(i).filter(|_| m.has_source) {
+                f.path = Some(path.clone());
                 let at = u.home_at.join(std::ffi::OsStr::from_bytes(name));
                 if f.dir.len() > MAX_NAME {
                     let why = format!(
@@ -248,14 +257,12 @@ impl UserTree {
                     folders.push(f);
                     continue;
                 }
+                f.source_at = Some(SourceAt {
+                    at: at.clone(),
+                    owner: required,
+                });
                 match source::open_source(&at, required) {
-                    Ok(Some(_)) => {
-                        f.source = Some(path.clone());
-                        f.source_at = Some(SourceAt {
-                            at,
-                            owner: required,
-                        });
-                    }
+                    Ok(Some(_)) => f.source = Some(path.clone()),
                     Ok(None) => f.refuse(path, "does not exist".into()),
                     Err(why) => {
                         let store = at
@@ -293,6 +300,7 @@ impl UserTree {
         UserTree {
             name: u.name.clone(),
             home: u.home.clone(),
+            inbox: u.inbox.clone(),
             source_uid: uid,
             owner,
             owner_from,
@@ -415,6 +423,7 @@ impl Folder {
             dir,
             display,
             source: None,
+            path: None,
             source_at: None,
             refused: None,
             uw_name,
@@ -422,6 +431,17 @@ impl Folder {
             derived_uidvalidity: h % 0x7fff_fffe + 1,
             problems: Vec::new(),
         }
+    }
+
+    /// A folder a tester made through a writable mount: it has no source.
+    pub fn created(user: &str, dir: &str) -> Folder {
+        let display = dir
+            .trim_start_matches('.')
+            .split('.')
+            .map(|p| names::mutf7_decode(p).unwrap_or_else(|| p.to_string()))
+            .collect::<Vec<_>>()
+            .join("/");
+        Folder::new(user, dir.to_string(), display, None)
     }
 
     fn refuse(&mut self, path: &Path, why: String) {
@@ -464,12 +484,16 @@ impl Folder {
         }
     }
 
-    /// Opens and indexes the folder's mbox (an empty index when it has none). The open file
-    /// comes back with the index: read the messages from it, never from the path.
+    /// Opens and indexes the folder's mbox (an empty index when it had none when the tree was
+    /// built). The open file comes back with the index: read the messages from it, never from
+    /// the path.
     pub fn index(
         &self,
         base: &IndexOptions,
     ) -> Result<(FolderIndex, Option<OpenSource>), ReadError> {
+        if self.source.is_none() {
+            return Ok((self.empty_index(base), None));
+        }
         match self.open_source()? {
             Some(src) => {
                 let ix = self.index_source(&src, base)?;
@@ -477,6 +501,11 @@ impl Folder {
             }
             None => Ok((self.empty_index(base), None)),
         }
+    }
+
+    /// Whether the mbox is there and acceptable now (a quick look through the safe open).
+    pub fn source_present(&self) -> bool {
+        matches!(self.open_source(), Ok(Some(_)))
     }
 
     /// Indexes an mbox opened by [`Folder::open_source`], as long as it was when opened.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use fuser::{Config, INodeNo, MountOption, SessionACL};
 
-use crate::fs::{FsOptions, Invalidation, MailFs};
+use crate::fs::{FsOptions, Invalidation, Lists, MailFs};
 use crate::fuse::Adapter;
 use crate::model::Tree;
 use crate::sys;
@@ -22,6 +22,9 @@ use crate::sys;
 pub struct MountConfig {
     pub mountpoint: PathBuf,
     pub threads: usize,
+    /// How to read the lists again (users and folders added later appear).
+    pub lists: Option<Lists>,
+    /// `max_open` 0: chosen from the open-files limit.
     pub fs: FsOptions,
 }
 
@@ -148,8 +151,41 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
     std::fs::create_dir_all(&config.fs.state_dir)
         .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
     let users = tree.users.len();
-    let fs = MailFs::new(tree, config.fs.clone())
+    let mut fs_options = config.fs.clone();
+    if fs_options.max_open == 0 {
+        // Open mbox files are kept in a bounded cache; the soft limit is raised first (systemd's
+        // default soft limit is 1024).
+        let limit = sys::raise_open_files_limit().unwrap_or(1024);
+        fs_options.max_open = (limit.saturating_sub(512) / 2).clamp(16, 8192) as usize;
+        log::info!(
+            "open files: limit {limit}; up to {} mbox files kept open",
+            fs_options.max_open
+        );
+    }
+    let writable = fs_options.writable;
+    let fs = MailFs::new(tree, fs_options, config.lists)
         .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
+    let changed: Vec<_> = fs
+        .tester_changes()
+        .into_iter()
+        .filter(|(_, c)| c.total() > 0)
+        .collect();
+    for (user, c) in &changed {
+        log::info!("{user}: testers' changes kept: {c}");
+    }
+    if !writable && !changed.is_empty() {
+        return Err(format!(
+            "{}: holds testers' changes for {} user(s) ({}); mount with --writable to show them, or \
+             throw them away with `mboxfs discard-changes --state-dir {0}`",
+            config.fs.state_dir.display(),
+            changed.len(),
+            changed
+                .iter()
+                .map(|(u, c)| format!("{u}: {}", c.total()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
 
     let mut options = Config::default();
     options.mount_options = vec![

@@ -1,5 +1,4 @@
-//! The few libc calls std does not wrap: the passwd and group databases, `statvfs`, and
-//! `copy_file_range`. (Descriptor-relative calls are in [`safe`](crate::safe).)
+//! The few libc calls std does not wrap: the passwd and group databases, and `syncfs`.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -70,6 +69,40 @@ pub fn group_by_name(name: &str) -> Option<u32> {
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the soft limit now.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    // SAFETY: `rlimit` is plain data that getrlimit fills in.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a live, initialised local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Flushes the file system holding `path` (`syncfs`).
+pub fn syncfs(path: &Path) -> io::Result<()> {
+    let f = std::fs::File::open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the duration of the call.
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `statvfs`: (blocks, free blocks, available blocks, files, free files, block size).

@@ -78,13 +78,6 @@ fn one_user_cannot_read_anothers_mail() {
 
     let m = Mount::start(&host.source_args(), &[]);
     let (a, b) = (m.mountpoint.join(ALICE), m.mountpoint.join(BOB));
-    // The state directory, and each user's part of it, are root's alone.
-    for d in [m.state.path().to_path_buf(), m.state.path().join(BOB)] {
-        let md = std::fs::metadata(&d).unwrap();
-        assert_eq!((md.uid(), md.mode() & 0o777), (0, 0o700), "{}", d.display());
-    }
-    let (ok, _) = as_user(ALICE, &format!("ls {}", q(&m.state.path().join(BOB))));
-    assert!(!ok, "Alice lists Bob's state");
     assert_eq!(
         std::fs::metadata(&a).unwrap().uid(),
         common::ensure_user(ALICE)
@@ -129,6 +122,14 @@ fn one_user_cannot_read_anothers_mail() {
         assert_eq!(failed, 0, "{out}");
         assert!(passed > 0);
     }
+    // The state directory, and each user's part of it (made as Dovecot used the mount), are
+    // root's alone.
+    for d in [m.state.path().to_path_buf(), m.state.path().join(BOB)] {
+        let md = std::fs::metadata(&d).unwrap();
+        assert_eq!((md.uid(), md.mode() & 0o777), (0, 0o700), "{}", d.display());
+    }
+    let (ok, _) = as_user(ALICE, &format!("ls {}", q(&m.state.path().join(BOB))));
+    assert!(!ok, "Alice lists Bob's state");
     let errors: Vec<_> = dovecot
         .complaints()
         .into_iter()

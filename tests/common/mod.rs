@@ -173,6 +173,11 @@ pub struct Mount {
 
 impl Mount {
     pub fn start(source_args: &[String], extra: &[&str]) -> Mount {
+        Self::start_under(&[], source_args, extra)
+    }
+
+    /// Like [`start`](Self::start), with the mount run under `wrapper` (e.g. `prlimit ...`).
+    pub fn start_under(wrapper: &[&str], source_args: &[String], extra: &[&str]) -> Mount {
         let dir = open_dir("mboxfs-mnt");
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).unwrap();
@@ -181,24 +186,53 @@ impl Mount {
             .tempdir()
             .unwrap();
         let stderr = dir.path().join("mount.log");
-        let child = mboxfs()
-            .arg("mount")
-            .arg(&mountpoint)
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(source_args)
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
         let mut m = Mount {
             mountpoint,
             state,
             _dir: dir,
-            child: Some(child),
+            child: None,
             stderr,
         };
+        m.spawn(wrapper, source_args, extra);
+        m
+    }
+
+    /// Unmounts (SIGTERM) and mounts again at the same place with the same state directory.
+    pub fn remount(&mut self, source_args: &[String], extra: &[&str]) {
+        if self.child.is_some() {
+            let status = self.stop_with(libc::SIGTERM);
+            assert!(status.success(), "mount exited with {status}");
+        }
+        self.spawn(&[], source_args, extra);
+    }
+
+    fn spawn(&mut self, wrapper: &[&str], source_args: &[String], extra: &[&str]) {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = std::process::Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_mboxfs"));
+                c
+            }
+            None => mboxfs(),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr)
+            .unwrap();
+        let child = cmd
+            .arg("mount")
+            .arg(&self.mountpoint)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(source_args)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let m = self;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !is_mounted(&m.mountpoint) {
             if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
@@ -211,7 +245,6 @@ impl Mount {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        m
     }
 
     pub fn log(&self) -> String {
