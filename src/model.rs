@@ -503,9 +503,20 @@ impl Folder {
         }
     }
 
-    /// Whether the mbox is there and acceptable now (a quick look through the safe open).
+    /// Whether the mbox is there and acceptable now, at a glance: reached through the safe walk
+    /// without being opened, a regular file, with the owner it must have (and one link when its
+    /// owner is not checked). [`Folder::open_source`] checks again on the opened file.
     pub fn source_present(&self) -> bool {
-        matches!(self.open_source(), Ok(Some(_)))
+        let Some(at) = &self.source_at else {
+            return false;
+        };
+        at.at.stat().ok().flatten().is_some_and(|st| {
+            st.kind == crate::safe::Kind::File
+                && match at.owner {
+                    Some(uid) => st.uid == uid,
+                    None => st.nlink <= 1,
+                }
+        })
     }
 
     /// Indexes an mbox opened by [`Folder::open_source`], as long as it was when opened.

@@ -679,6 +679,21 @@ impl Anchored {
         let (dir, rel) = self.start()?;
         dir.open_file(&rel, noatime)
     }
+
+    /// What the last component is, without opening it: its directory is reached without
+    /// following a symlink, and it is not followed either. `None`: it does not exist.
+    pub fn stat(&self) -> io::Result<Option<Stat>> {
+        let (dir, rel) = self.start()?;
+        let comps = components(&rel)?;
+        let Some((last, parent)) = comps.split_last() else {
+            return dir.stat().map(Some);
+        };
+        match dir.open_dir_comps(parent) {
+            Ok(d) => d.stat_at(last),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -836,8 +851,19 @@ mod tests {
         assert!(e.contains(SYMLINK_REFUSED), "{e}");
         // A link below the home is never followed.
         std::fs::set_permissions(p.join("home"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            at.join("mail/Sent").stat().unwrap().map(|s| s.kind),
+            Some(Kind::File)
+        );
+        assert_eq!(at.join("mail/none").stat().unwrap(), None);
+        assert_eq!(at.join("none/x").stat().unwrap(), None);
         symlink(p.join("data/alice/mail"), p.join("data/alice/m")).unwrap();
         assert!(at.join("m/Sent").open_file(false).is_err());
+        assert!(at.join("m/Sent").stat().is_err());
+        assert_eq!(
+            at.join("m").stat().unwrap().map(|s| s.kind),
+            Some(Kind::Symlink)
+        );
     }
 
     #[test]
