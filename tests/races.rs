@@ -470,17 +470,26 @@ fn a_source_replaced_while_it_is_copied_is_copied_whole_or_failed() {
     }
     assert_ne!(reference[0], reference[1]);
     let (mut old, mut new, mut failed, mut reread) = (0, 0, 0, 0);
-    const RUNS: u32 = 12;
-    for i in 0..RUNS {
+    // At least 12 runs, spread over a run's length; more (up to 48) until one was caught by the
+    // replacement while copying, as timings vary with the machine's load.
+    const SPREAD: u32 = 12;
+    let mut runs = 0;
+    for i in 0..4 * SPREAD {
+        if i >= SPREAD && reread > 0 {
+            break;
+        }
+        runs += 1;
         std::fs::write(&source, &a).unwrap();
         std::fs::write(&next, &b).unwrap();
         let dest = d.join(format!("dest{i}"));
+        let started = Instant::now();
         let child = materialize(&dest);
         // Spread over the run: before the folder is opened, while the inbox or the folder is
         // copied, after.
-        std::thread::sleep(took * i / RUNS);
+        std::thread::sleep(took * (i % SPREAD) / SPREAD);
         std::fs::rename(&next, &source).unwrap();
         let out = child.wait_with_output().unwrap();
+        took = took.max(started.elapsed());
         let t = text(&out);
         if t.contains("changed while it was copied") {
             reread += 1;
@@ -514,7 +523,7 @@ fn a_source_replaced_while_it_is_copied_is_copied_whole_or_failed() {
         std::fs::remove_dir_all(&dest).unwrap();
     }
     eprintln!(
-        "{RUNS} runs ({took:.1?} each): {old} copied the old file, {new} the new one, {failed} failed; {reread} noticed the change while copying"
+        "{runs} runs (up to {took:.1?} each): {old} copied the old file, {new} the new one, {failed} failed; {reread} noticed the change while copying"
     );
     assert!(
         reread > 0,

@@ -297,7 +297,10 @@ fn control_inputs_are_refused_at_once_and_never_shown() {
         for cmd in [vec!["plan"], vec!["materialize", dest.to_str().unwrap()]] {
             let (code, text, took) = timed(&cmd, &args);
             assert_eq!(code, Some(0), "{what}, {cmd:?}: {text}");
-            assert!(took < Duration::from_secs(1), "{what}, {cmd:?}: {took:?}");
+            // `plan` reads nothing else; `materialize` also writes and syncs DEST (which a busy
+            // disk may make slow), but never waits on the list.
+            let bound = Duration::from_secs(if cmd[0] == "plan" { 1 } else { 10 });
+            assert!(took < bound, "{what}, {cmd:?}: {took:?}");
             assert!(
                 text.lines()
                     .any(|l| l.contains(".mailboxlist") && l.contains(why)),
