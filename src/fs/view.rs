@@ -25,7 +25,7 @@ impl MailFs {
             ino: snap.ino(m),
             kind: Kind::File,
             size: m.size(&snap.index),
-            mtime: model::system_time(m.time, 0),
+            mtime: model::system_time(model::message_mtime(m), 0),
             perm: if self.opts.writable { 0o600 } else { 0o400 },
             uid: owner.uid,
             gid: owner.gid,

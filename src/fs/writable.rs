@@ -421,7 +421,7 @@ impl MailFs {
                     out.write_all(&chunk)?;
                     at_byte += chunk.len() as u64;
                 }
-                let t = model::system_time(m.time, 0);
+                let t = model::system_time(model::message_mtime(&m), 0);
                 out.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))?;
             }
             _ => return Err(Errno::EACCES),
