@@ -229,6 +229,8 @@ pub struct Indexer {
     index: FolderIndex,
     tz: TimeZone,
     st: State,
+    /// c-client's keyword names by number, as the first message's folder headers set them.
+    user_flags: Vec<Option<Vec<u8>>>,
 }
 
 impl Indexer {
@@ -251,6 +253,7 @@ impl Indexer {
             },
             tz,
             st: State::default(),
+            user_flags: Vec::new(),
         }
     }
 
@@ -264,10 +267,12 @@ impl Indexer {
         }
         index.messages.truncate(r.messages);
         index.notes.truncate(r.notes);
+        // Only the first message sets keyword names: they are settled.
         Some(Indexer {
             index,
             tz,
             st: r.state,
+            user_flags: Vec::new(),
         })
     }
 
@@ -298,13 +303,13 @@ impl Indexer {
                 StatusEvent::Folder(_) => {}
                 StatusEvent::Keywords(names) => {
                     for name in names {
-                        if let Some((_, i)) = self
+                        if let Some(j) = self
                             .index
                             .slots
                             .iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .position(|(k, _)| k.eq_ignore_ascii_case(name))
                         {
-                            slot_bits |= 1 << i;
+                            slot_bits |= 1 << j;
                         }
                     }
                 }
@@ -362,9 +367,37 @@ impl Indexer {
         if uid > u64::from(u32::MAX - 1) {
             self.st.too_big = true;
         }
+        for (bit, note) in [
+            (
+                quirk::NUL_IN_NAME,
+                "a NUL byte ends a header name: UW-IMAP served it as a space, mboxfs serves it as \
+                 stored",
+            ),
+            (
+                quirk::PAST_EOF,
+                "the file ends inside this message's header without a line feed: UW-IMAP read \
+                 beyond the end of the file for it, and served what its memory held there (a line \
+                 feed, or bits of earlier lines), or counted a byte more in RFC822.SIZE; mboxfs \
+                 serves the header as stored",
+            ),
+            (
+                quirk::SIZE_MISMATCH,
+                "a bare CR in the header makes UW-IMAP hide a line its RFC822.SIZE counts, or the \
+                 other way round (it logged \"Calculated RFC822.SIZE != reported size\" when the \
+                 message was fetched); mboxfs serves what UW-IMAP served, with its true size",
+            ),
+        ] {
+            if raw.cclient & bit != 0 {
+                notes.push(note.to_string());
+            }
+        }
         for note in notes {
             self.note(format!("message {number} (at byte {at}): {note}"));
         }
+        // c-client's keyword numbers to the folder's keyword list (as the headers left it).
+        let slot_bits = (0..self.index.slots.len())
+            .filter(|j| slot_bits & (1 << j) != 0)
+            .fold(0u32, |bits, j| bits | 1 << self.index.slots[j].1);
         let keywords = slot_bits & ((1 << MAX_KEYWORDS) - 1);
         for i in MAX_KEYWORDS..32 {
             if slot_bits & (1 << i) != 0 {
@@ -483,34 +516,49 @@ impl Indexer {
 
     /// The first message's valid `X-IMAP`/`X-IMAPbase`: UIDVALIDITY, last UID, keywords.
     fn folder_header(&mut self, h: &FolderHeader, notes: &mut Vec<String>) {
-        self.st.header = Some((h.uidvalidity, h.pseudo));
+        let pseudo = self.st.header.is_some_and(|(_, p)| p) || h.pseudo;
+        self.st.header = Some((h.uidvalidity, pseudo));
         self.st.live = h.uidvalidity;
         self.st.uid_last = h.uidlast;
         self.st.breaks |= h.breaks;
         if h.breaks & quirk::CRASHES != 0 {
             notes.push(
-                "a NUL in the keyword list of the folder header crashes c-client: UW-IMAP could \
-                 not open the folder; mboxfs reads the names before it"
+                "a NUL in the keyword list of the folder header, or no line end after it (the file \
+                 ends there), crashes c-client: UW-IMAP could not open the folder; mboxfs reads \
+                 the names before it"
                     .into(),
             );
         } else if h.breaks & quirk::HANGS != 0 {
             notes.push(
-                "a bare CR in the keyword list of the folder header makes c-client loop forever: \
-                 UW-IMAP could not open the folder; mboxfs reads the names around it"
+                "a bare CR in the keyword list of the folder header: c-client loops forever \
+                 reading it, so UW-IMAP could not open the folder; mboxfs reads the names around \
+                 it"
                     .into(),
             );
         }
-        let ix = &mut self.index;
-        let mut usable = true;
-        for slot in &h.keywords {
-            let Some(name) = slot else {
-                // c-client's search for a keyword stops at the first empty number.
-                usable = false;
-                notes.push(
-                    "a keyword name of the folder header is longer than 50 bytes: UW-IMAP \
-                     ignored it and every keyword after it on messages"
+        // c-client's keyword numbers: a later header of the first message replaces the names it
+        // gives, number by number (a name too long leaves the number as it was).
+        for (j, name) in h.keywords.iter().enumerate() {
+            if j >= self.user_flags.len() {
+                self.user_flags.resize(j + 1, None);
+            }
+            match name {
+                Some(name) => self.user_flags[j] = Some(name.clone()),
+                None => notes.push(
+                    "a keyword name of the folder header is longer than 50 bytes: UW-IMAP ignored \
+                     it, and every keyword after it on messages"
                         .into(),
-                );
+                ),
+            }
+        }
+        let ix = &mut self.index;
+        ix.keywords.clear();
+        ix.slots.clear();
+        let mut usable = true;
+        for name in &self.user_flags {
+            let Some(name) = name else {
+                // c-client's search for a message's keyword stops at the first empty number.
+                usable = false;
                 continue;
             };
             let text = String::from_utf8_lossy(name).into_owned();

@@ -89,8 +89,10 @@ pub mod quirk {
     /// A NUL byte ends a header field name: c-client served it as a space (its header filter
     /// writes one there); mboxfs serves the NUL as stored.
     pub const NUL_IN_NAME: u8 = 1;
-    /// The file ends inside the header without a line feed: c-client served an extra LF after it.
-    pub const EXTRA_LF: u8 = 2;
+    /// The file ends inside the header without a line feed: c-client reads beyond the end of
+    /// the file for it, and serves what its buffer held there (an extra LF, or leftovers of
+    /// earlier lines), or counts it in RFC822.SIZE only.
+    pub const PAST_EOF: u8 = 2;
     /// c-client loops forever reading this message (a bare CR in `X-Keywords`, or in the keyword
     /// list of the folder's `X-IMAP`/`X-IMAPbase`), so it could not open the folder.
     pub const HANGS: u8 = 4;
@@ -159,7 +161,8 @@ pub struct RawMessage {
     pub events: Vec<StatusEvent>,
     /// [`quirk`] bits.
     pub cclient: u8,
-    /// Things worth telling the admin about this message (c-client's warnings among them).
+    /// Things worth telling the admin about this message (c-client's warnings when it parsed the
+    /// folder among them; the index adds the [`quirk`]s of served messages).
     pub notes: Vec<String>,
 }
 
@@ -336,7 +339,6 @@ impl Scanner {
         // or after a kept one (its continuation lines are kept without a look).
         let mut filter = Filter::Start;
         let (mut hidden_nl, mut hidden_crlf) = (0, 0);
-        let mut last_hidden = false;
         while pos < len {
             let (line_len, info) = {
                 let w = hay.get(pos, HEADER_WINDOW)?;
@@ -365,8 +367,9 @@ impl Scanner {
                     if hangs {
                         msg.cclient |= quirk::HANGS;
                         msg.notes.push(
-                            "UW-IMAP could not open this folder: a bare CR in X-Keywords makes \
-                             c-client loop forever; mboxfs reads the keywords around it"
+                            "a bare CR in X-Keywords: c-client loops forever reading it, so \
+                             UW-IMAP could not open this folder; mboxfs reads the keywords \
+                             around it"
                                 .into(),
                         );
                     }
@@ -415,11 +418,6 @@ impl Scanner {
                 _ => {
                     if info.nul_ends_name {
                         msg.cclient |= quirk::NUL_IN_NAME;
-                        msg.notes.push(
-                            "a NUL byte ends a header name: UW-IMAP served it as a space, mboxfs \
-                             serves it as stored"
-                                .into(),
-                        );
                     }
                     info.status_name
                 }
@@ -429,14 +427,8 @@ impl Scanner {
             } else {
                 Filter::Keeping
             };
-            if hidden != raw_dropped && msg.cclient & quirk::SIZE_MISMATCH == 0 {
+            if hidden != raw_dropped {
                 msg.cclient |= quirk::SIZE_MISMATCH;
-                msg.notes.push(
-                    "a bare CR in the header makes UW-IMAP hide a line its RFC822.SIZE counts, or \
-                     the other way round (it logged \"Calculated RFC822.SIZE != reported size\"); \
-                     mboxfs serves what UW-IMAP served, with its true size"
-                        .into(),
-                );
             }
             if hidden {
                 match msg.hidden.last_mut() {
@@ -446,22 +438,16 @@ impl Scanner {
                 hidden_nl += u64::from(info.ends_with_lf);
                 hidden_crlf += u64::from(info.ends_with_crlf);
             }
-            last_hidden = hidden;
             pos = end;
             if info.blank {
                 return Ok((pos, hidden_nl, hidden_crlf));
             }
         }
         // The header reaches the end of the file.
-        if len > start && !last_hidden {
+        if len > start {
             let w = hay.get(len - 1, 1)?;
             if w.first() != Some(&b'\n') {
-                msg.cclient |= quirk::EXTRA_LF;
-                msg.notes.push(
-                    "the file ends inside this message's header without a line feed: UW-IMAP \
-                     served an extra line feed after it"
-                        .into(),
-                );
+                msg.cclient |= quirk::PAST_EOF;
             }
         }
         Ok((len, hidden_nl, hidden_crlf))
@@ -789,6 +775,10 @@ fn folder_header(v: &[u8], pseudo: bool) -> Option<FolderHeader> {
         }
         i = end;
         slot += 1;
+    }
+    if i >= v.len() && breaks == 0 {
+        // No line end (the file ends here): c-client reads on beyond its buffer and crashes.
+        breaks |= quirk::CRASHES;
     }
     Some(FolderHeader {
         pseudo,
@@ -1201,7 +1191,7 @@ pub(crate) mod tests {
         assert_eq!(served(data.as_bytes(), m), b"Subject: s\n\nb\n");
         assert_eq!(m.flags, 0);
         assert!(m.events.is_empty());
-        assert_eq!(m.notes.len(), 5);
+        assert_eq!(m.notes.len(), 5, "{:?}", m.notes);
     }
 
     #[test]
@@ -1309,10 +1299,10 @@ pub(crate) mod tests {
         let data = format!("{F1}S: x\nStatus: R");
         let m = &scan_all(data.as_bytes(), Unquote::None).unwrap()[0];
         assert_eq!(served(data.as_bytes(), m), b"S: x\n");
-        assert_eq!((m.header_end, m.cclient), (m.end, 0));
+        assert_eq!((m.header_end, m.cclient), (m.end, quirk::PAST_EOF));
         let data = format!("{F1}S: x");
         let m = &scan_all(data.as_bytes(), Unquote::None).unwrap()[0];
-        assert_eq!(m.cclient, quirk::EXTRA_LF);
+        assert_eq!(m.cclient, quirk::PAST_EOF);
     }
 
     #[test]

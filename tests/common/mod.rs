@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod uw;
+
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
