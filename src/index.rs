@@ -533,7 +533,7 @@ impl Indexer {
                 "a bare CR in the keyword list of the folder header: c-client loops forever \
                  reading it, so UW-IMAP could not open the folder; mboxfs reads the names around \
                  it"
-                    .into(),
+                .into(),
             );
         }
         // c-client's keyword numbers: a later header of the first message replaces the names it

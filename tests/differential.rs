@@ -56,8 +56,8 @@ fn date() -> BoxedStrategy<Vec<u8>> {
         b"XYZ", b"+07x0", b"BST", b"CEST",
     ]);
     let year = pick(&[
-        b"1992", b"1992", b"1992", b"2003", b"1969", b"1970", b"2097", b"2098", b"2106",
-        b"0000", b"0048", b"0049", b" 992", b"19a2",
+        b"1992", b"1992", b"1992", b"2003", b"1969", b"1970", b"2097", b"2098", b"2106", b"0000",
+        b"0048", b"0049", b" 992", b"19a2",
     ]);
     let remote = pick(&[b"", b"", b"", b"", b"", b"", b" remote from gw"]);
     (weekday, month, day, time, zone, any::<bool>(), year, remote)
@@ -76,7 +76,8 @@ fn date() -> BoxedStrategy<Vec<u8>> {
 /// A line that starts with `From ` (a From_ line or not), with its line end.
 fn from_line() -> BoxedStrategy<Vec<u8>> {
     let sender = pick(&[b"a", b"a", b"MAILER-DAEMON", b"", b"x y", b"u@h.example"]);
-    let good = (sender, date()).prop_map(|(s, d)| [b"From ".to_vec(), s, b" ".to_vec(), d].concat());
+    let good =
+        (sender, date()).prop_map(|(s, d)| [b"From ".to_vec(), s, b" ".to_vec(), d].concat());
     let bad = pick(&[
         b"From the desk of me",
         b"From ",
@@ -128,11 +129,29 @@ fn keyword_list() -> BoxedStrategy<Vec<u8>> {
 /// `X-IMAP`/`X-IMAPbase` values.
 fn folder_value() -> BoxedStrategy<Vec<u8>> {
     let uidvalidity = pick(&[
-        b"5", b"5", b"5", b"5", b"1104919200", b"1104919200", b"0", b"", b"\t5", b"0005",
+        b"5",
+        b"5",
+        b"5",
+        b"5",
+        b"1104919200",
+        b"1104919200",
+        b"0",
+        b"",
+        b"\t5",
+        b"0005",
         b"99999999999",
     ]);
     let uidlast = pick(&[
-        b"10", b"10", b"10", b"10", b"3", b"3", b"0", b"", b"0000000012", b"10abc",
+        b"10",
+        b"10",
+        b"10",
+        b"10",
+        b"3",
+        b"3",
+        b"0",
+        b"",
+        b"0000000012",
+        b"10abc",
         b"4294967295",
     ]);
     (uidvalidity, uidlast, keyword_list())
@@ -142,8 +161,31 @@ fn folder_value() -> BoxedStrategy<Vec<u8>> {
 
 fn uid_value() -> BoxedStrategy<Vec<u8>> {
     pick(&[
-        b"1", b"2", b"3", b"4", b"5", b"8", b"11", b"13", b"50", b"1", b"2", b"3", b"4", b"5",
-        b"8", b"11", b"13", b"50", b"0", b"abc", b" 7", b"\t7", b"3x", b"", b"99999999999",
+        b"1",
+        b"2",
+        b"3",
+        b"4",
+        b"5",
+        b"8",
+        b"11",
+        b"13",
+        b"50",
+        b"1",
+        b"2",
+        b"3",
+        b"4",
+        b"5",
+        b"8",
+        b"11",
+        b"13",
+        b"50",
+        b"0",
+        b"abc",
+        b" 7",
+        b"\t7",
+        b"3x",
+        b"",
+        b"99999999999",
     ])
 }
 
@@ -234,7 +276,10 @@ fn mbox() -> BoxedStrategy<Vec<u8>> {
             let mut data = lead;
             let mut msgs = msgs.into_iter();
             let first = msgs.next().unwrap();
-            let line = first.iter().position(|&b| b == b'\n').map_or(first.len(), |i| i + 1);
+            let line = first
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(first.len(), |i| i + 1);
             data.extend_from_slice(&first_from);
             data.extend_from_slice(&folder);
             data.extend_from_slice(&first[line..]);
@@ -329,7 +374,10 @@ fn scanner_and_index_agree_with_c_client() {
         if let UwReading::Refused(_) = reading {
             t.refused += 1;
             if std::env::var_os("MBOXFS_DIFF_SHOW_REFUSED").is_some() && t.refused < 40 {
-                eprintln!("refused: b\"{}\"", uw::escaped(&data[..data.len().min(120)]));
+                eprintln!(
+                    "refused: b\"{}\"",
+                    uw::escaped(&data[..data.len().min(120)])
+                );
             }
         }
         for d in c.deliberate {

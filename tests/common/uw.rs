@@ -34,7 +34,13 @@ pub fn uwdump() -> &'static Path {
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
         let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
         let run = std::process::Command::new("cc")
-            .args(["-O2", "-Wall", "-Wno-pointer-sign", "-I/usr/include/c-client", "-o"])
+            .args([
+                "-O2",
+                "-Wall",
+                "-Wno-pointer-sign",
+                "-I/usr/include/c-client",
+                "-o",
+            ])
             .arg(&tmp)
             .arg(&src)
             .arg("-lc-client")
@@ -100,6 +106,11 @@ fn uw_string(v: &serde_json::Value) -> String {
 
 /// Runs uwdump on a copy of `data` in a fresh directory under `work`, with `TZ=UTC`.
 pub fn uw_read(data: &[u8], work: &Path, timeout: Duration) -> UwReading {
+    uw_read_tz(data, work, timeout, "UTC")
+}
+
+/// [`uw_read`] with the server's time zone `tz`.
+pub fn uw_read_tz(data: &[u8], work: &Path, timeout: Duration, tz: &str) -> UwReading {
     let dir = tempfile::Builder::new()
         .prefix("uw")
         .tempdir_in(work)
@@ -113,7 +124,7 @@ pub fn uw_read(data: &[u8], work: &Path, timeout: Duration) -> UwReading {
         .as_secs();
     let mut child = std::process::Command::new(uwdump())
         .arg(&file)
-        .env("TZ", "UTC")
+        .env("TZ", tz)
         .env("HOME", dir.path())
         .env("USER", "uwcheck")
         .stdout(std::fs::File::create(&out_path).unwrap())
@@ -185,7 +196,9 @@ pub fn uw_read(data: &[u8], work: &Path, timeout: Duration) -> UwReading {
     }
     let uidvalidity = st["uidvalidity"].as_u64().unwrap();
     UwReading::Ok {
-        invented: log.iter().any(|l| l.contains("Assigning new unique identifiers"))
+        invented: log
+            .iter()
+            .any(|l| l.contains("Assigning new unique identifiers"))
             || (t0.saturating_sub(2)..=t1 + 2).contains(&uidvalidity),
         msgs,
         uidvalidity,
@@ -412,13 +425,16 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
             return c;
         }
         (UwReading::Hangs | UwReading::Crashes(_), Err(e)) => {
-            c.problems
-                .push(format!("c-client fails on it ({uw:?}), mboxfs refuses it: {e}"));
+            c.problems.push(format!(
+                "c-client fails on it ({uw:?}), mboxfs refuses it: {e}"
+            ));
             return c;
         }
         (UwReading::Refused(_), Err(_)) => return c,
         (UwReading::Refused(why), Ok(mf)) => {
-            if data.iter().all(|b| matches!(b, b'\n' | b'\r' | b' ' | b'\t'))
+            if data
+                .iter()
+                .all(|b| matches!(b, b'\n' | b'\r' | b' ' | b'\t'))
                 && mf.msgs.is_empty()
             {
                 c.deliberate(Deliberate::WhitespaceOnly);
@@ -455,7 +471,10 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
         ));
         return c;
     }
-    let beyond = mf.notes.iter().any(|n| n.contains("beyond what IMAP can carry"));
+    let beyond = mf
+        .notes
+        .iter()
+        .any(|n| n.contains("beyond what IMAP can carry"));
     if beyond {
         c.deliberate(Deliberate::Beyond32Bits);
     }
@@ -467,7 +486,10 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
         // c-client's bytes may hold a space for a NUL that ends a header name, and more bytes
         // when the file ends inside the header.
         let same_but_nuls = |a: &[u8], b: &[u8]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(g, w)| g == w || (*g == 0 && *w == b' '))
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(g, w)| g == w || (*g == 0 && *w == b' '))
         };
         let nul = m.quirks & quirk::NUL_IN_NAME != 0;
         let lf = m.quirks & quirk::PAST_EOF != 0;
@@ -501,7 +523,10 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
         let mut uk = u.keywords.clone();
         uk.sort();
         if uk != m.keywords {
-            let dropped = mf.notes.iter().any(|n| n.contains("Maildir file names hold"));
+            let dropped = mf
+                .notes
+                .iter()
+                .any(|n| n.contains("Maildir file names hold"));
             if dropped && m.keywords.iter().all(|k| uk.contains(k)) {
                 c.deliberate(Deliberate::KeywordsBeyond26);
             } else {
@@ -566,7 +591,11 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
     let ours = count_warnings(mf.notes.iter());
     // Past the end of the file, c-client's size may be wrong (and it says so), or not.
     let size = "Calculated RFC822.SIZE";
-    let extra = mf.msgs.iter().filter(|m| m.quirks & quirk::PAST_EOF != 0).count();
+    let extra = mf
+        .msgs
+        .iter()
+        .filter(|m| m.quirks & quirk::PAST_EOF != 0)
+        .count();
     if theirs.get(size).copied().unwrap_or(0) == ours.get(size).copied().unwrap_or(0) + extra
         && extra > 0
     {
