@@ -659,11 +659,7 @@ fn parse_status_line(l: &[u8]) -> Parsed {
     } else if l.starts_with(b"Status:") {
         return Parsed::Status(status_letters(&l[6..]));
     }
-    let checked = match l {
-        [b'S' | b's', ..] => true,
-        [b'X' | b'x', b'-', ..] => true,
-        _ => false,
-    };
+    let checked = matches!(l, [b'S' | b's', ..] | [b'X' | b'x', b'-', ..]);
     if checked {
         let name = parser_name(l);
         if is_status_name(name) {
