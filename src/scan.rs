@@ -343,10 +343,10 @@ impl Scanner {
             let (line_len, info) = {
                 let w = hay.get(pos, HEADER_WINDOW)?;
                 match memchr::memchr(b'\n', &w[..w.len().min(MAX_LINE_LOOK)]) {
-                    Some(i) => (i as u64 + 1, classify(&w[..=i])),
+                    Some(i) => (i as u64 + 1, classify(&w[..=i], retain)),
                     None => {
                         let look = w.len().min(MAX_LINE_LOOK);
-                        (0, classify(&w[..look]))
+                        (0, classify(&w[..look], retain))
                     }
                 }
             };
@@ -562,22 +562,24 @@ struct LineInfo {
 }
 
 /// Classifies one header line (with its `\n` if it has one; possibly cut at
-/// [`MAX_LINE_LOOK`]).
-fn classify(l: &[u8]) -> LineInfo {
+/// [`MAX_LINE_LOOK`]). `retain`: c-client's parser takes a continuation line here (else the
+/// line's start is kept for the note about it).
+fn classify(l: &[u8], retain: bool) -> LineInfo {
     let blank = l == b"\n" || l == b"\r\n";
     let ends_with_lf = l.ends_with(b"\n");
     let ends_with_crlf = l.ends_with(b"\r\n");
-    let (name, stop) = filter_name(l);
+    let (status_name, stop) = filter_name(l);
+    let raw_continuation = matches!(l.first(), Some(b' ' | b'\t'));
     LineInfo {
         parsed: parse_status_line(l),
         blank,
-        raw_continuation: matches!(l.first(), Some(b' ' | b'\t')),
+        raw_continuation,
         continuation: matches!(first_unbare(l), Some(b' ' | b'\t')),
-        status_name: !name.is_empty() && is_status_name(&name),
+        status_name,
         nul_ends_name: stop == Some(0),
         ends_with_lf,
         ends_with_crlf,
-        shown: if matches!(l.first(), Some(b' ' | b'\t')) {
+        shown: if raw_continuation && !retain {
             let cut = memchr::memchr2(b'\r', b'\n', l).unwrap_or(l.len()).min(80);
             l[..cut].to_vec()
         } else {
@@ -597,24 +599,32 @@ fn first_unbare(l: &[u8]) -> Option<u8> {
 }
 
 /// The field name `mail_filter()` sees (bare CRs removed): the bytes up to a space, a tab, a
-/// colon, a line end or a NUL (at most 1023), and the byte that ended it (`None`: the line or the
-/// limit).
-fn filter_name(l: &[u8]) -> (Vec<u8>, Option<u8>) {
-    let mut name = Vec::new();
+/// colon, a line end or a NUL (at most 1023). Returns whether it is a status header name, and the
+/// byte that ended it (`None`: the end of the line, or the limit).
+fn filter_name(l: &[u8]) -> (bool, Option<u8>) {
+    // The longest status header name is 10 bytes: a longer name is not one.
+    let mut name = [0u8; 11];
+    let mut n = 0;
     for i in 0..l.len() {
         if bare_cr(l, i) {
             continue;
         }
         let b = l[i];
         if matches!(b, b' ' | b'\t' | b':' | b'\r' | b'\n' | 0) {
-            return (name, Some(b));
+            return (
+                n > 0 && n < name.len() && is_status_name(&name[..n]),
+                Some(b),
+            );
         }
-        if name.len() == fromline::MAILTMPLEN - 1 {
-            return (name, None);
+        if n == fromline::MAILTMPLEN - 1 {
+            return (false, None);
         }
-        name.push(b);
+        if n < name.len() {
+            name[n] = b;
+        }
+        n += 1;
     }
-    (name, None)
+    (n > 0 && n < name.len() && is_status_name(&name[..n]), None)
 }
 
 /// The field name c-client's parser compares with the status headers (stored bytes): up to a
