@@ -93,6 +93,8 @@ pub struct FolderIndex {
     slots: Vec<(Vec<u8>, u8)>,
     /// The UIDVALIDITY to use when the folder has none.
     derived_uidvalidity: u32,
+    /// The messages were numbered from 1 (their UIDs did not fit in 32 bits).
+    renumbered: bool,
 }
 
 /// Where indexing can pick up again: at the last message, whose end may move when mail is
@@ -250,6 +252,7 @@ impl Indexer {
                 resume: None,
                 slots: Vec::new(),
                 derived_uidvalidity,
+                renumbered: false,
             },
             tz,
             st: State::default(),
@@ -261,8 +264,8 @@ impl Indexer {
     /// the index must be made again from the start.
     pub fn resume(tz: TimeZone, mut index: FolderIndex) -> Option<Self> {
         let r = index.resume.take()?;
-        if r.state.seen == 0 {
-            // The first message decides the folder header.
+        if r.state.seen == 0 || index.renumbered {
+            // The first message decides the folder header; renumbered UIDs are decided on all.
             return None;
         }
         index.messages.truncate(r.messages);
@@ -442,6 +445,7 @@ impl Indexer {
         let derived = ix.derived_uidvalidity;
         let too_big = st.too_big || st.uid_last >= u64::from(u32::MAX);
         let mut notes = Vec::new();
+        ix.renumbered = too_big;
         if too_big {
             for (i, m) in ix.messages.iter_mut().enumerate() {
                 m.uid = i as u32 + 1;

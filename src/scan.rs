@@ -350,10 +350,15 @@ impl Scanner {
                     }
                 }
             };
-            let end = if line_len > 0 {
-                pos + line_len
+            let (end, lf, crlf) = if line_len > 0 {
+                (pos + line_len, info.ends_with_lf, info.ends_with_crlf)
             } else {
-                line_end(hay, pos)?
+                // A line longer than the part looked at: its end, and how it ends.
+                let end = line_end(hay, pos)?;
+                let back = (end - pos).min(2);
+                let w = hay.get(end - back, back as usize)?;
+                let tail = &w[..back as usize];
+                (end, tail.ends_with(b"\n"), tail.ends_with(b"\r\n"))
             };
 
             // c-client's parser, on the stored bytes.
@@ -435,8 +440,8 @@ impl Scanner {
                     Some(last) if last.end == pos => last.end = end,
                     _ => msg.hidden.push(pos..end),
                 }
-                hidden_nl += u64::from(info.ends_with_lf);
-                hidden_crlf += u64::from(info.ends_with_crlf);
+                hidden_nl += u64::from(lf);
+                hidden_crlf += u64::from(crlf);
             }
             pos = end;
             if info.blank {
@@ -1355,6 +1360,15 @@ pub(crate) mod tests {
             got.push(m.clone());
         }
         assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    }
+
+    #[test]
+    fn a_status_header_longer_than_the_part_looked_at() {
+        let long = "x".repeat(MAX_LINE_LOOK + 10);
+        let data = format!("{F1}X-Keywords: {long}\r\nSubject: s\r\n\r\nb\r\n");
+        let m = &scan_all(data.as_bytes(), Unquote::None).unwrap()[0];
+        assert_eq!(served(data.as_bytes(), m), b"Subject: s\r\n\r\nb\r\n");
+        assert_eq!((m.newlines, m.crlf), (3, 3));
     }
 
     #[test]
