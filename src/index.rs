@@ -106,6 +106,7 @@ pub struct Resume {
     /// Messages in the index before it.
     pub messages: usize,
     notes: usize,
+    spill: usize,
     state: State,
 }
 
@@ -270,6 +271,7 @@ impl Indexer {
         }
         index.messages.truncate(r.messages);
         index.notes.truncate(r.notes);
+        index.spill.truncate(r.spill);
         // Only the first message sets keyword names: they are settled.
         Some(Indexer {
             index,
@@ -285,6 +287,7 @@ impl Indexer {
             from_line: raw.from_line.start,
             messages: self.index.messages.len(),
             notes: self.index.notes.len(),
+            spill: self.index.spill.len(),
             state: self.st,
         });
         self.st.seen += 1;
@@ -631,6 +634,51 @@ mod tests {
         format!(
             "From a Wed Dec  2 05:53:22 1992\n{extra}Subject: x\nStatus: RO\n{uid_hdr}\nbody\n\n"
         )
+    }
+
+    /// Indexing what was appended (from the last message on) gives what indexing it all gives.
+    #[test]
+    fn resuming_after_an_append_is_indexing_again() {
+        use crate::scan::{Scanner, SliceHaystack};
+        let index_of = |data: &[u8], prior: Option<FolderIndex>| {
+            let (mut ix, mut sc) = match prior.and_then(|p| {
+                let from = p.resume.as_ref()?.from_line;
+                Some((Indexer::resume(TimeZone::UTC, p)?, from))
+            }) {
+                Some((ix, from)) => (ix, Scanner::resume_at(Unquote::None, from)),
+                None => (Indexer::new(TimeZone::UTC, 42), Scanner::new(Unquote::None)),
+            };
+            let mut hay = SliceHaystack(data);
+            let mut raw = RawMessage::default();
+            while sc.next_message(&mut hay, &mut raw).unwrap() {
+                ix.push(&raw);
+            }
+            ix.finish(data.len() as u64)
+        };
+        let base = format!(
+            "{}{}",
+            msg("X-UID: 3\n", "X-IMAPbase: 5 10 Junk\n"),
+            msg("X-UID: 4\n", "X-Keywords: Junk\n")
+        );
+        for appended in [
+            msg("X-UID: 7\n", ""),
+            msg("X-UID: 2\n", ""),
+            "From a Wed Dec  2 05:53:22 1992\nX-UID: 99999999999\n\nx\n".to_string(),
+            format!("{}{}", msg("", "X-Keywords: junk\n"), msg("", "")),
+        ] {
+            for cut in [base.len() - 1, base.len()] {
+                let first = index_of(&base.as_bytes()[..cut], None);
+                let whole = format!("{base}{appended}");
+                let resumed = index_of(whole.as_bytes(), Some(first));
+                let fresh = index_of(whole.as_bytes(), None);
+                assert_eq!(resumed.messages, fresh.messages, "{appended:?} {cut}");
+                assert_eq!(
+                    (resumed.uidvalidity, resumed.uid_next, &resumed.notes),
+                    (fresh.uidvalidity, fresh.uid_next, &fresh.notes)
+                );
+                assert_eq!(resumed.keywords, fresh.keywords);
+            }
+        }
     }
 
     #[test]
