@@ -215,7 +215,8 @@ fn header_line() -> BoxedStrategy<Vec<u8>> {
         2 => (pick(&[b" cont", b"\tmore", b" X-UID: 3", b" O", b"\r cont"]), eol())
             .prop_map(|(l, e)| [l, e].concat()),
         1 => from_line(),
-        1 => (pick(&[b"S: x\ry", b"Subject: a\r", b"\rx: y", b"Sx\0y: 1", b">From q"]), eol())
+        1 => (pick(&[b"S: x\ry", b"Subject: a\r", b"\rx: y", b"Sx\0y: 1", b">From q", b": odd",
+                    b"X-", b"Status", b"X-UID", b"\0", b"\tStatus: R"]), eol())
             .prop_map(|(l, e)| [l, e].concat()),
     ]
     .boxed()
