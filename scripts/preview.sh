@@ -110,6 +110,12 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:$mnt/%u
+# Folder names as UW-IMAP showed them: '/' between levels, no prefix.
+namespace inbox {
+  inbox = yes
+  separator = /
+  prefix =
+}
 # New mail in the mbox shows up to clients in IDLE within a second.
 mailbox_idle_check_interval = 1 secs
 $passdb

@@ -59,9 +59,10 @@ pub struct SourceArgs {
     /// How quoted From lines in bodies are served: as stored (UW-IMAP's way) or mboxrd-unquoted.
     #[arg(long, value_enum, default_value_t = UnquoteArg::None)]
     pub unquote: UnquoteArg,
-    /// A folder path prefix that clients added (removed from folder names and subscriptions);
-    /// repeat for several, or give '' for none.
-    #[arg(long, value_name = "PREFIX", default_values_t = ["mail/".to_string()])]
+    /// A folder path prefix to remove from folder names and subscriptions (`mail/`: folder
+    /// `mail/Sent` becomes `Sent`); repeat for several. By default none: folders keep the names
+    /// UW-IMAP showed (their path under the home).
+    #[arg(long, value_name = "PREFIX")]
     pub strip_prefix: Vec<String>,
     /// Accept sources owned by someone other than their user.
     #[arg(long)]
@@ -305,6 +306,6 @@ mod tests {
         assert!(p.json);
         assert_eq!(p.source.inbox, "/x/%u");
         let c = p.source.config(ReadMode::Map).unwrap();
-        assert_eq!(c.layout.strip_prefixes, ["mail/"]);
+        assert!(c.layout.strip_prefixes.is_empty());
     }
 }

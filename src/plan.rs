@@ -158,6 +158,7 @@ impl Plan {
                         UidValiditySource::PseudoMessage => "X-IMAP pseudo message",
                         UidValiditySource::XImapBase => "X-IMAPbase",
                         UidValiditySource::Derived => "derived",
+                        UidValiditySource::Discarded => "derived: UW-IMAP discarded the folder's",
                     },
                     f.uid_next,
                 )?;

@@ -142,10 +142,17 @@ impl std::fmt::Display for ListErrors {
         for p in &self.0 {
             writeln!(f, "{p}")?;
         }
+        let lines = self
+            .0
+            .iter()
+            .filter(|p| !p.message.starts_with("--user "))
+            .count();
+        if lines == 0 {
+            return write!(f, "no such user; check --user");
+        }
         write!(
             f,
-            "{} bad line(s); fix the lists or pass --skip-bad to go on without them",
-            self.0.len()
+            "{lines} bad line(s); fix the lists or pass --skip-bad to go on without them"
         )
     }
 }
@@ -229,6 +236,23 @@ impl Layout {
             } else {
                 names.push(String::from_utf8_lossy(&line).into_owned());
             }
+        }
+
+        // `--user NAME` must name a user of the list (else the run would quietly do nothing).
+        let unknown: Vec<Problem> = self
+            .only_users
+            .iter()
+            .filter(|u| !names.contains(u))
+            .map(|u| {
+                Problem::new(
+                    Severity::Error,
+                    Some(self.userlist.as_path()),
+                    format!("--user {u:?}: no such user in the userlist"),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ListErrors(unknown));
         }
 
         let mut folders: Vec<Vec<(Vec<u8>, PathBuf)>> = vec![Vec::new(); names.len()];

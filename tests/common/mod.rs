@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod uw;
+
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
@@ -362,6 +364,7 @@ impl Dovecot {
             "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\ninstance_name = {name}\n\
              log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
              auth_mechanisms = plain\nmail_location = {mail_location}\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n  prefix =\n}}\n\
              passdb {{\n  driver = static\n  args = password=pw\n}}\n{userdb}\
              service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
              inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
