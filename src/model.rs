@@ -885,24 +885,21 @@ mod tests {
 
     #[test]
     fn dates_a_file_cannot_hold_are_moved_and_reported() {
+        // c-client reads year 0000 as 2000 and cannot read 9999 (1-Jan-1970); 2050 it reads,
+        // and a file's mtime cannot hold it everywhere.
         let tz = jiff::tz::TimeZone::UTC;
-        let data = "From a Sat Jan  1 00:00:00 0000\n\nold\n\nFrom a Fri Dec 31 23:59:59 9999\n\nnew\n\nFrom a Wed Dec  2 05:53:22 1992\n\nok\n";
+        let data = "From a Sat Jan  1 00:00:00 0000\n\nold\n\nFrom a Fri Dec 31 23:59:59 9999\n\nnew\n\nFrom a Wed Dec  2 05:53:22 1992\n\nok\n\nFrom a Sat Dec 31 23:59:59 2050\n\nlater\n";
         let mut ix = Indexer::new(tz, 5);
         for m in crate::scan::scan_all(data.as_bytes(), Unquote::None).unwrap() {
             ix.push(&m);
         }
         let ix = ix.finish(data.len() as u64);
-        assert_eq!(ix.messages.len(), 3);
+        assert_eq!(ix.messages.len(), 4);
         let times: Vec<i64> = ix.messages.iter().map(message_mtime).collect();
-        assert_eq!(times, [MTIME_MIN, MTIME_MAX, 723275602]);
+        assert_eq!(times, [946684800, 0, 723275602, MTIME_MAX]);
         let f = Folder::new("alice", ".Old".into(), "Old".into(), Some(b"Old".to_vec()));
         let p = f.date_problems(&ix).unwrap().to_string();
-        assert!(p.contains("2 message(s)"), "{p}");
-        assert!(
-            p.contains("UID 1: year 0") || p.contains("UID 1: 0000-01-01"),
-            "{p}"
-        );
-        assert!(p.contains("1901-12-13 20:45:52 UTC"), "{p}");
+        assert!(p.contains("1 message(s)"), "{p}");
         assert!(p.contains("2038-01-19 03:14:07 UTC"), "{p}");
     }
 }

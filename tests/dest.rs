@@ -232,8 +232,10 @@ fn dates_a_file_cannot_hold_are_reported_and_agreed_on() {
     std::fs::write(d.join("folderlist"), "").unwrap();
     std::fs::write(
         d.join("spool/mbxdates"),
-        "From a@example.org Sat Jan  1 00:00:00 0000\nSubject: year 0\n\nold\n\n\
-         From a@example.org Fri Dec 31 23:59:59 9999\nSubject: year 9999\n\nnew\n\n\
+        // c-client reads these years as 2050 and 2097 (the last it can hold): past what every
+        // file system stores as an mtime.
+        "From a@example.org Sat Dec 31 23:59:59 2050\nSubject: year 2050\n\nlater\n\n\
+         From a@example.org Thu Dec 31 23:59:59 2097\nSubject: year 2097\n\nlast\n\n\
          From a@example.org Wed Dec  2 05:53:22 1992\nSubject: fine\n\nok\n",
     )
     .unwrap();
@@ -259,7 +261,7 @@ fn dates_a_file_cannot_hold_are_reported_and_agreed_on() {
     mtimes.sort();
     assert_eq!(
         mtimes,
-        [i64::from(i32::MIN), 723_275_602, i64::from(i32::MAX)]
+        [723_275_602, i64::from(i32::MAX), i64::from(i32::MAX)]
     );
     let v = run("verify", &args, &dest);
     assert!(v.status.success(), "{}", text(&v));
