@@ -92,6 +92,10 @@ pub struct PlanArgs {
     /// Folders indexed at once.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// A mount's state directory, to say what it serves and what testers changed [default:
+    /// the mount's default, when it exists].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
 }

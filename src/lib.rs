@@ -85,11 +85,17 @@ fn load_tree(
 
 fn plan_command(a: cli::PlanArgs) -> Result<u8, String> {
     let (tree, config) = load_tree(&a.source, ReadMode::Map)?;
-    let plan = plan::Plan::make(
+    let mut plan = plan::Plan::make(
         &tree,
         &config.index,
         a.jobs.unwrap_or_else(cli::default_jobs),
     );
+    let state = a
+        .state_dir
+        .or_else(|| Some(mount::default_state_dir()).filter(|d| d.is_dir()));
+    if let Some(state) = state {
+        plan.add_state(&tree, &state);
+    }
     let mut out = std::io::stdout().lock();
     let written = if a.json {
         serde_json::to_writer_pretty(&mut out, &plan)

@@ -236,6 +236,22 @@ fn uidvalidity_never_goes_down_and_no_uid_names_two_messages() {
     let lower = observe(dovecot.port, "u");
     assert_eq!(lower.0, p.last_uv, "the view keeps its UIDVALIDITY");
     p.check("lower UIDVALIDITY in the mbox", lower);
+    // `plan` says so (from the state directory), and names what materialize writes.
+    let out = common::mboxfs()
+        .args(["plan", "--json", "--state-dir"])
+        .arg(m.state.path())
+        .args(spool.args())
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let planned = &plan["users"][0]["folders"][0];
+    assert_eq!(planned["served_uidvalidity"], p.last_uv, "{planned}");
+    assert_eq!(planned["uidvalidity"], v - 5, "{planned}");
+    assert!(
+        planned["problems"]
+            .to_string()
+            .contains("the mount serves UIDVALIDITY")
+    );
     // And a higher one is taken, with the mbox's UIDs.
     text = String::new();
     for j in 1..=5u32 {

@@ -331,6 +331,18 @@ m.logout()
         err.contains("testers' changes") && err.contains("discard-changes"),
         "{err}"
     );
+    // `plan` counts them.
+    let out = common::mboxfs()
+        .args(["plan", "--state-dir"])
+        .arg(&state)
+        .args(args(h.path()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("testers' changes (folders changed 1, messages changed 1, messages added 1)"),
+        "{text}"
+    );
     // Thrown away, with the count.
     let out = common::mboxfs()
         .arg("discard-changes")
