@@ -32,7 +32,7 @@ fn index_memory(args: Vec<String>) {
             if let Ok((ix, id)) = f.index(&config.index) {
                 messages += ix.messages.len();
                 heap += ix.heap_bytes();
-                bytes += id.map_or(0, |i| i.len);
+                bytes += id.map_or(0, |i| i.id.len);
             }
         }
     }
@@ -75,7 +75,11 @@ fn append_cost(args: Vec<String>) {
             recheck: Duration::ZERO,
             trust_owners: true,
             lock: mboxfs::lock::LockMode::Fcntl,
+            max_open: 64,
+            writable: false,
+            state_quota: 0,
         },
+        None,
     )
     .unwrap();
     // A spool is not being written as it is mounted: date the file back, so that its last

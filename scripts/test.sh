@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of mboxfs: formatting, lints, unit tests, and the integration tests that mount
 # for real (FUSE), run a real Dovecot against the mount and against materialize's output, and
-# compare with the Dovecot oracle of ../shared/corpus/real. Installs what the tests need first.
+# compare with UW-IMAP's own library (c-client, through ../shared/tools/uw/uwdump.c, built by the
+# tests): the real files of ../shared/corpus/real and thousands of generated ones. Installs what
+# the tests need first.
 # Run as root (mounting for other users, creating test users and running Dovecot need it).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -61,6 +61,8 @@ pub enum Command {
     /// Write the man pages and shell completions (used to build the package).
     #[command(hide = true)]
     GenerateDocs(GenerateDocsArgs),
+    /// Throw away what testers changed through a `--writable` mount (the paper's step 12).
+    DiscardChanges(DiscardArgs),
 }
 
 /// Where the mail is (the same on every subcommand).
@@ -88,9 +90,10 @@ pub struct SourceArgs {
     /// How quoted From lines in bodies are served: as stored (UW-IMAP's way) or mboxrd-unquoted.
     #[arg(long, value_enum, default_value_t = UnquoteArg::None)]
     pub unquote: UnquoteArg,
-    /// A folder path prefix that clients added (removed from folder names and subscriptions);
-    /// repeat for several, or give '' for none.
-    #[arg(long, value_name = "PREFIX", default_values_t = ["mail/".to_string()])]
+    /// A folder path prefix to remove from folder names and subscriptions (`mail/`: folder
+    /// `mail/Sent` becomes `Sent`); repeat for several. By default none: folders keep the names
+    /// UW-IMAP showed (their path under the home).
+    #[arg(long, value_name = "PREFIX")]
     pub strip_prefix: Vec<String>,
     /// Accept sources owned by someone other than their user.
     #[arg(long)]
@@ -128,6 +131,10 @@ pub struct PlanArgs {
     /// Folders indexed at once.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// A mount's state directory, to say what it serves and what testers changed [default:
+    /// the mount's default, when it exists].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -149,6 +156,15 @@ pub struct MountArgs {
     /// How an mbox is locked while it is read.
     #[arg(long, value_enum, default_value_t = LockArg::Fcntl)]
     pub lock: LockArg,
+    /// Let testers change mail (create, rename and delete folders; append, copy, move and
+    /// expunge messages; set flags). Their changes are kept per user in the state directory and
+    /// never reach an mbox file; `mboxfs discard-changes` throws them away.
+    #[arg(long)]
+    pub writable: bool,
+    /// What Dovecot and testers may write into the state directory per user (K, M, G, T; 0 for
+    /// no bound); past it, writes fail as over quota.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = crate::fs::parse_size)]
+    pub state_quota: u64,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -292,6 +308,17 @@ pub struct GenerateDocsArgs {
     pub out: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct DiscardArgs {
+    /// The mount's state directory [default: /var/lib/mboxfs/state as root, else
+    /// ~/.local/state/mboxfs].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Only this user (repeatable) [default: every user].
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
+}
+
 /// The validated source configuration.
 #[derive(Clone, Debug)]
 pub struct SourceConfig {
@@ -422,6 +449,6 @@ mod tests {
         assert!(p.json);
         assert_eq!(p.source.inbox, "/x/%u");
         let c = p.source.config(ReadMode::Map).unwrap();
-        assert_eq!(c.layout.strip_prefixes, ["mail/"]);
+        assert!(c.layout.strip_prefixes.is_empty());
     }
 }

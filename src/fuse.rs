@@ -162,8 +162,19 @@ impl Filesystem for Adapter {
         reply.error(FErrno::EACCES);
     }
 
-    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
-        reply.error(FErrno::EACCES);
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        guard("mkdir", || match self.fs.mkdir(parent.0, name) {
+            Ok(a) => reply.entry_with_ttls(&a.ttl, &a.entry_ttl, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -173,8 +184,11 @@ impl Filesystem for Adapter {
         });
     }
 
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(FErrno::EACCES);
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        guard("rmdir", || match self.fs.rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        });
     }
 
     fn symlink(
@@ -209,8 +223,18 @@ impl Filesystem for Adapter {
         });
     }
 
-    fn link(&self, _req: &Request, _i: INodeNo, _p: INodeNo, _n: &OsStr, reply: ReplyEntry) {
-        reply.error(FErrno::EACCES);
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        guard("link", || match self.fs.link(ino.0, newparent.0, newname) {
+            Ok(a) => reply.entry_with_ttls(&a.ttl, &a.entry_ttl, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        });
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

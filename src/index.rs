@@ -1,22 +1,31 @@
 //! The index of one mbox folder: its messages as IMAP saw them, in a compact form.
 //!
-//! Built from the scanner's [`RawMessage`]s, it applies UW-IMAP's folder semantics:
-//! - the pseudo message (`X-IMAP` in the first message) is folder data, not mail;
-//! - UIDVALIDITY, the last UID and the keyword order come from `X-IMAP` or `X-IMAPbase`;
-//!   a folder without them gets a UIDVALIDITY derived from stable facts by the caller;
-//! - an `X-UID` is kept while it is greater than the previous UID and not beyond the next free
-//!   one; otherwise the message gets the next free UID (Dovecot's rule, which c-client shares in
-//!   effect: both refuse UIDs that go backwards or skip past the recorded last UID);
-//! - keywords map to the folder's keyword list; names not listed are appended, as c-client did.
+//! Built from the scanner's [`RawMessage`]s, it applies the folder semantics of UW-IMAP's
+//! c-client (2007f), checked against c-client itself (`tests/oracle.rs`,
+//! `tests/differential.rs`):
+//! - the pseudo message (a valid `X-IMAP` in the first message) is folder data, not mail;
+//! - UIDVALIDITY, the last UID and the keyword names come from the first valid `X-IMAP` or
+//!   `X-IMAPbase` of the first message; a folder without one gets a UIDVALIDITY derived from
+//!   stable facts by the caller, and its messages get UIDs from 1 (`X-UID`s are not read);
+//! - an `X-UID` is kept when it is greater than the previous message's UID, even when it is
+//!   beyond the last UID the folder header recorded (the last UID follows it); a message without
+//!   one gets the last UID plus one;
+//! - an `X-UID` that is not greater than the previous UID, or a second `X-UID` in a message,
+//!   makes c-client discard the folder's UIDVALIDITY: it reads no more `X-UID`s, numbers the
+//!   rest of the messages on from the last UID, and invents a UIDVALIDITY (the time of opening).
+//!   mboxfs gives the same UIDs under its derived, stable UIDVALIDITY, and says so in a note;
+//! - `X-Keywords` names count only when the folder header named them (in any letter case),
+//!   before the `X-Keywords` line (in the first message), up to the first name c-client could
+//!   not take (longer than 50 bytes).
 //!
 //! A message costs 48 bytes here (plus 8 bytes per extra hidden range for the rare message
-//! whose status headers are not one block).
+//! whose hidden bytes are not one block: status headers apart, bare CRs).
 
 use std::ops::Range;
 
 use jiff::tz::TimeZone;
 
-use crate::scan::{FolderHeader, RawMessage, flag};
+use crate::scan::{FolderHeader, RawMessage, StatusEvent, flag, quirk};
 use crate::tz;
 
 /// Maildir keeps keywords in file names as the letters `a`–`z`.
@@ -56,6 +65,9 @@ pub enum UidValiditySource {
     XImapBase,
     /// The folder had none: derived from its user and name.
     Derived,
+    /// The folder had one, but c-client discarded it (an `X-UID` out of order, or one that IMAP
+    /// cannot carry): derived from its user and name. UIDs are c-client's.
+    Discarded,
 }
 
 /// The index of one folder.
@@ -76,6 +88,13 @@ pub struct FolderIndex {
     pub indexed_len: u64,
     /// Builder state before the last message, to re-read it when the mbox grows.
     pub resume: Option<Resume>,
+    /// The keywords `X-Keywords` may name, in c-client's order: the name, and its index in
+    /// `keywords`.
+    slots: Vec<(Vec<u8>, u8)>,
+    /// The UIDVALIDITY to use when the folder has none.
+    derived_uidvalidity: u32,
+    /// The messages were numbered from 1 (their UIDs did not fit in 32 bits).
+    renumbered: bool,
 }
 
 /// Where indexing can pick up again: at the last message, whose end may move when mail is
@@ -86,15 +105,28 @@ pub struct Resume {
     pub from_line: u64,
     /// Messages in the index before it.
     pub messages: usize,
-    state: UidState,
-    keywords: usize,
-    seen: usize,
+    notes: usize,
+    spill: usize,
+    state: State,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct UidState {
-    prev: u32,
-    next: u32,
+/// c-client's parse state between messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct State {
+    /// Messages seen, the pseudo message included (c-client's `nmsgs`).
+    seen: usize,
+    /// The first message's folder header: its UIDVALIDITY, and whether it is `X-IMAP`.
+    header: Option<(u64, bool)>,
+    /// c-client's `uid_validity` while it parses: 0 before a folder header, or once discarded.
+    live: u64,
+    uid_last: u64,
+    prev_uid: u64,
+    /// A UID does not fit in 32 bits: the messages are numbered from 1 at the end.
+    too_big: bool,
+    /// [`quirk::HANGS`] or [`quirk::CRASHES`]: c-client could not open the folder.
+    breaks: u8,
+    /// Notes left out (beyond the first hundred).
+    notes_left_out: usize,
 }
 
 impl Msg {
@@ -185,6 +217,11 @@ impl FolderIndex {
     pub fn heap_bytes(&self) -> usize {
         self.messages.capacity() * std::mem::size_of::<Msg>()
             + self.spill.capacity() * 4
+            + self
+                .slots
+                .iter()
+                .map(|(k, _)| k.capacity() + 32)
+                .sum::<usize>()
             + self.keywords.iter().map(|k| k.capacity()).sum::<usize>()
             + self.notes.iter().map(|k| k.capacity()).sum::<usize>()
     }
@@ -194,91 +231,207 @@ impl FolderIndex {
 pub struct Indexer {
     index: FolderIndex,
     tz: TimeZone,
-    uids: UidState,
-    /// Raw messages seen (pseudo message included).
-    seen: usize,
-    had_header: bool,
+    st: State,
+    /// c-client's keyword names by number, as the first message's folder headers set them.
+    user_flags: Vec<Option<Vec<u8>>>,
 }
 
 impl Indexer {
     /// `derived_uidvalidity` is used when the folder carries none.
     pub fn new(tz: TimeZone, derived_uidvalidity: u32) -> Self {
+        let derived_uidvalidity = derived_uidvalidity.max(1);
         Indexer {
             index: FolderIndex {
                 messages: Vec::new(),
                 spill: Vec::new(),
-                uidvalidity: derived_uidvalidity.max(1),
+                uidvalidity: derived_uidvalidity,
                 uidvalidity_source: UidValiditySource::Derived,
                 uid_next: 1,
                 keywords: Vec::new(),
                 notes: Vec::new(),
                 indexed_len: 0,
                 resume: None,
+                slots: Vec::new(),
+                derived_uidvalidity,
+                renumbered: false,
             },
             tz,
-            uids: UidState { prev: 0, next: 1 },
-            seen: 0,
-            had_header: false,
+            st: State::default(),
+            user_flags: Vec::new(),
         }
     }
 
-    /// Continues an index whose last message is to be read again (the mbox grew).
+    /// Continues an index whose last message is to be read again (the mbox grew). `None` when
+    /// the index must be made again from the start.
     pub fn resume(tz: TimeZone, mut index: FolderIndex) -> Option<Self> {
         let r = index.resume.take()?;
+        if r.state.seen == 0 || index.renumbered {
+            // The first message decides the folder header; renumbered UIDs are decided on all.
+            return None;
+        }
         index.messages.truncate(r.messages);
-        index.keywords.truncate(r.keywords);
-        let had_header = index.uidvalidity_source != UidValiditySource::Derived;
+        index.notes.truncate(r.notes);
+        index.spill.truncate(r.spill);
+        // Only the first message sets keyword names: they are settled.
         Some(Indexer {
             index,
             tz,
-            uids: r.state,
-            seen: r.seen,
-            had_header,
+            st: r.state,
+            user_flags: Vec::new(),
         })
     }
 
     /// Adds the next message of the mbox.
     pub fn push(&mut self, raw: &RawMessage) {
-        let first = self.seen == 0;
-        self.seen += 1;
         self.index.resume = Some(Resume {
             from_line: raw.from_line.start,
             messages: self.index.messages.len(),
-            state: self.uids,
-            keywords: self.index.keywords.len(),
-            seen: self.seen - 1,
+            notes: self.index.notes.len(),
+            spill: self.index.spill.len(),
+            state: self.st,
         });
+        self.st.seen += 1;
+        let first = self.st.seen == 1;
         self.index.indexed_len = raw.end.max(raw.from_line.end);
-        for note in &raw.notes {
-            self.note(format!("message at byte {}: {note}", raw.from_line.start));
-        }
-        if first {
-            if let Some(h) = &raw.folder {
-                self.folder_header(h);
-                if h.pseudo {
-                    return;
+        // c-client's message number (the pseudo message is not one).
+        let number = self.index.messages.len() + 1;
+        let at = raw.from_line.start;
+        let mut notes: Vec<String> = raw.notes.clone();
+
+        let mut uid: u64 = 0;
+        let mut slot_bits: u32 = 0;
+        let pseudo = |st: &State| st.header.is_some_and(|(_, p)| p);
+        for ev in &raw.events {
+            match ev {
+                StatusEvent::Folder(h) if first && self.st.live == 0 => {
+                    self.folder_header(h, &mut notes);
                 }
+                StatusEvent::Folder(_) => {}
+                StatusEvent::Keywords(names) => {
+                    for name in names {
+                        if let Some(j) = self
+                            .index
+                            .slots
+                            .iter()
+                            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+                        {
+                            slot_bits |= 1 << j;
+                        }
+                    }
+                }
+                StatusEvent::Uid(v) if self.st.live != 0 && !(first && pseudo(&self.st)) => {
+                    let v = *v;
+                    let problem = if uid != 0 {
+                        Some(format!(
+                            "a second X-UID ({v}) after X-UID {uid} (UW-IMAP logged \"Message \
+                             {number} UID {v} already has UID {uid}\")"
+                        ))
+                    } else if v <= self.st.prev_uid {
+                        Some(format!(
+                            "X-UID {v} is not greater than the previous UID {} (UW-IMAP logged \
+                             \"Message {number} UID {v} less than {}\")",
+                            self.st.prev_uid,
+                            self.st.prev_uid.wrapping_add(1)
+                        ))
+                    } else {
+                        None
+                    };
+                    match problem {
+                        Some(why) => {
+                            notes.push(format!(
+                                "{why}: UW-IMAP discarded the folder's UIDVALIDITY and numbered \
+                                 this message and all later ones on from the last UID"
+                            ));
+                            self.st.live = 0;
+                            uid = 0;
+                        }
+                        None => {
+                            uid = v;
+                            self.st.prev_uid = v;
+                            self.st.uid_last = self.st.uid_last.max(v);
+                        }
+                    }
+                }
+                StatusEvent::Uid(_) => {}
             }
         }
-        let uid = self.assign_uid(raw, first);
-        let keywords = self.keyword_bits(&raw.keywords, uid);
+        let breaks = raw.cclient & (quirk::HANGS | quirk::CRASHES);
+        self.st.breaks |= breaks;
+
+        if first && pseudo(&self.st) {
+            // c-client's pseudo message: folder data, not mail.
+            for note in notes {
+                self.note(format!("the pseudo message (at byte {at}): {note}"));
+            }
+            return;
+        }
+        if uid == 0 {
+            self.st.uid_last = self.st.uid_last.wrapping_add(1);
+            uid = self.st.uid_last;
+            self.st.prev_uid = uid;
+        }
+        if uid > u64::from(u32::MAX - 1) {
+            self.st.too_big = true;
+        }
+        for (bit, note) in [
+            (
+                quirk::NUL_IN_NAME,
+                "a NUL byte ends a header name: UW-IMAP served it as a space, mboxfs serves it as \
+                 stored",
+            ),
+            (
+                quirk::PAST_EOF,
+                "the file ends inside this message's header without a line feed: UW-IMAP read \
+                 beyond the end of the file for it, and served what its memory held there (a line \
+                 feed, or bits of earlier lines), or counted a byte more in RFC822.SIZE; mboxfs \
+                 serves the header as stored",
+            ),
+            (
+                quirk::SIZE_MISMATCH,
+                "a bare CR in the header makes UW-IMAP hide a line its RFC822.SIZE counts, or the \
+                 other way round (it logged \"Calculated RFC822.SIZE != reported size\" when the \
+                 message was fetched); mboxfs serves what UW-IMAP served, with its true size",
+            ),
+        ] {
+            if raw.cclient & bit != 0 {
+                notes.push(note.to_string());
+            }
+        }
+        for note in notes {
+            self.note(format!("message {number} (at byte {at}): {note}"));
+        }
+        // c-client's keyword numbers to the folder's keyword list (as the headers left it).
+        let slot_bits = (0..self.index.slots.len())
+            .filter(|j| slot_bits & (1 << j) != 0)
+            .fold(0u32, |bits, j| bits | 1 << self.index.slots[j].1);
+        let keywords = slot_bits & ((1 << MAX_KEYWORDS) - 1);
+        for i in MAX_KEYWORDS..32 {
+            if slot_bits & (1 << i) != 0 {
+                let name = self.index.keywords[i].clone();
+                self.note(format!(
+                    "message {number} (at byte {at}): keyword {name:?} is dropped: Maildir file \
+                     names hold {MAX_KEYWORDS} keywords at most"
+                ));
+            }
+        }
         let time = match raw.date.as_ref().and_then(|d| tz::resolve(d, &self.tz)) {
             Some(t) => t,
             None => {
                 self.note(format!(
-                    "UID {uid}: the From_ line date cannot be represented; using 0"
+                    "message {number} (at byte {at}): the From_ line date cannot be \
+                     represented; using 0"
                 ));
                 0
             }
         };
         let offset = raw.from_line.end;
-        let (hide_off, hide_len) = self.hidden_ranges(offset, &raw.hidden, uid);
+        let (hide_off, hide_len) = self.hidden_ranges(offset, &raw.hidden, number);
         let bare_lf = u32::try_from(raw.newlines - raw.crlf).unwrap_or(u32::MAX);
         self.index.messages.push(Msg {
             offset,
             len: raw.end - offset,
             time,
-            uid,
+            uid: uid as u32,
             bare_lf,
             hide_off,
             hide_len,
@@ -289,8 +442,70 @@ impl Indexer {
 
     /// The finished index. `len` is how much of the mbox was read.
     pub fn finish(mut self, len: u64) -> FolderIndex {
-        self.index.indexed_len = len;
-        self.index.uid_next = self.uids.next;
+        let ix = &mut self.index;
+        ix.indexed_len = len;
+        let st = self.st;
+        let derived = ix.derived_uidvalidity;
+        let too_big = st.too_big || st.uid_last >= u64::from(u32::MAX);
+        let mut notes = Vec::new();
+        ix.renumbered = too_big;
+        if too_big {
+            for (i, m) in ix.messages.iter_mut().enumerate() {
+                m.uid = i as u32 + 1;
+            }
+            ix.uid_next = ix.messages.len() as u32 + 1;
+            notes.push(format!(
+                "the folder's UIDs go beyond what IMAP can carry (32 bits; the last is {}): its \
+                 messages are numbered from 1 under the derived UIDVALIDITY {derived}",
+                st.uid_last
+            ));
+        } else {
+            ix.uid_next = st.uid_last as u32 + 1;
+        }
+        (ix.uidvalidity, ix.uidvalidity_source) = match st.header {
+            None => (derived, UidValiditySource::Derived),
+            Some((v, pseudo)) if st.live != 0 && !too_big && v <= u64::from(u32::MAX) => (
+                v as u32,
+                if pseudo {
+                    UidValiditySource::PseudoMessage
+                } else {
+                    UidValiditySource::XImapBase
+                },
+            ),
+            Some((v, _)) => {
+                if st.live == 0 && !too_big {
+                    notes.push(format!(
+                        "UW-IMAP discarded the folder's UIDVALIDITY {v} (see the X-UID notes) and \
+                         invented a new one when it opened the folder; the UIDs are UW-IMAP's, \
+                         under the derived, stable UIDVALIDITY {derived}"
+                    ));
+                } else if v > u64::from(u32::MAX) {
+                    notes.push(format!(
+                        "the folder's UIDVALIDITY {v} is beyond what IMAP can carry (32 bits): \
+                         the derived UIDVALIDITY {derived} is used"
+                    ));
+                }
+                (derived, UidValiditySource::Discarded)
+            }
+        };
+        if st.breaks != 0 {
+            notes.push(format!(
+                "UW-IMAP could not open this folder: c-client {} reading it (see the notes of \
+                 its messages); mboxfs reads it as described there",
+                if st.breaks & quirk::CRASHES != 0 {
+                    "crashes"
+                } else {
+                    "loops forever"
+                }
+            ));
+        }
+        for n in notes {
+            self.note(n);
+        }
+        if self.st.notes_left_out > 0 {
+            let n = self.st.notes_left_out;
+            self.index.notes.push(format!("{n} more notes left out"));
+        }
         // The index lives as long as the mount: no slack from growing.
         self.index.messages.shrink_to_fit();
         self.index.spill.shrink_to_fit();
@@ -301,89 +516,77 @@ impl Indexer {
         const MAX_NOTES: usize = 100;
         if self.index.notes.len() < MAX_NOTES {
             self.index.notes.push(s);
-        } else if self.index.notes.len() == MAX_NOTES {
-            self.index.notes.push("more notes left out".into());
-        }
-    }
-
-    fn folder_header(&mut self, h: &FolderHeader) {
-        self.had_header = true;
-        self.index.uidvalidity = h.uidvalidity;
-        self.index.uidvalidity_source = if h.pseudo {
-            UidValiditySource::PseudoMessage
         } else {
-            UidValiditySource::XImapBase
-        };
-        self.uids.next = h.uidlast.saturating_add(1);
-        for k in &h.keywords {
-            let name = String::from_utf8_lossy(k).into_owned();
-            if !self
-                .index
-                .keywords
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(&name))
-            {
-                self.index.keywords.push(name);
-            }
+            self.st.notes_left_out += 1;
         }
     }
 
-    fn assign_uid(&mut self, raw: &RawMessage, first: bool) -> u32 {
-        let UidState { prev, next } = self.uids;
-        // Dovecot and c-client both ignore an X-UID in the first message before X-IMAPbase.
-        let usable = raw
-            .uid
-            .filter(|_| !(first && (raw.folder.is_none() || raw.uid_before_base)));
-        let uid = match usable {
-            Some(v) if v > prev && v <= next => v,
-            other => {
-                if let (Some(v), true) = (other, self.had_header) {
-                    self.note(format!(
-                        "X-UID {v} of the message at byte {} is out of order (previous {prev}, next free {next}); it gets UID {next}",
-                        raw.from_line.start
-                    ));
-                }
-                next
-            }
-        };
-        if uid == u32::MAX {
-            self.note("UIDs exhausted (4294967295 reached)".into());
+    /// The first message's valid `X-IMAP`/`X-IMAPbase`: UIDVALIDITY, last UID, keywords.
+    fn folder_header(&mut self, h: &FolderHeader, notes: &mut Vec<String>) {
+        let pseudo = self.st.header.is_some_and(|(_, p)| p) || h.pseudo;
+        self.st.header = Some((h.uidvalidity, pseudo));
+        self.st.live = h.uidvalidity;
+        self.st.uid_last = h.uidlast;
+        self.st.breaks |= h.breaks;
+        if h.breaks & quirk::CRASHES != 0 {
+            notes.push(
+                "a NUL in the keyword list of the folder header, or no line end after it (the file \
+                 ends there), crashes c-client: UW-IMAP could not open the folder; mboxfs reads \
+                 the names before it"
+                    .into(),
+            );
+        } else if h.breaks & quirk::HANGS != 0 {
+            notes.push(
+                "a bare CR in the keyword list of the folder header: c-client loops forever \
+                 reading it, so UW-IMAP could not open the folder; mboxfs reads the names around \
+                 it"
+                .into(),
+            );
         }
-        self.uids = UidState {
-            prev: uid,
-            next: uid.saturating_add(1).max(next),
-        };
-        uid
-    }
-
-    fn keyword_bits(&mut self, names: &[Vec<u8>], uid: u32) -> u32 {
-        let mut bits = 0u32;
-        for name in names {
-            let name = String::from_utf8_lossy(name);
-            let i = match self
-                .index
+        // c-client's keyword numbers: a later header of the first message replaces the names it
+        // gives, number by number (a name too long leaves the number as it was).
+        for (j, name) in h.keywords.iter().enumerate() {
+            if j >= self.user_flags.len() {
+                self.user_flags.resize(j + 1, None);
+            }
+            match name {
+                Some(name) => self.user_flags[j] = Some(name.clone()),
+                None => notes.push(
+                    "a keyword name of the folder header is longer than 50 bytes: UW-IMAP ignored \
+                     it, and every keyword after it on messages"
+                        .into(),
+                ),
+            }
+        }
+        let ix = &mut self.index;
+        ix.keywords.clear();
+        ix.slots.clear();
+        let mut usable = true;
+        for name in &self.user_flags {
+            let Some(name) = name else {
+                // c-client's search for a message's keyword stops at the first empty number.
+                usable = false;
+                continue;
+            };
+            let text = String::from_utf8_lossy(name).into_owned();
+            let i = match ix
                 .keywords
                 .iter()
-                .position(|k| k.eq_ignore_ascii_case(&name))
+                .position(|n| n.eq_ignore_ascii_case(&text))
             {
                 Some(i) => i,
                 None => {
-                    self.index.keywords.push(name.clone().into_owned());
-                    self.index.keywords.len() - 1
+                    ix.keywords.push(text);
+                    ix.keywords.len() - 1
                 }
             };
-            if i < MAX_KEYWORDS {
-                bits |= 1 << i;
-            } else {
-                self.note(format!(
-                    "UID {uid}: keyword {name:?} is dropped: Maildir file names hold {MAX_KEYWORDS} keywords at most"
-                ));
+            if usable && i < 32 {
+                ix.slots.push((name.clone(), i as u8));
             }
         }
-        bits
     }
 
-    fn hidden_ranges(&mut self, offset: u64, hidden: &[Range<u64>], uid: u32) -> (u32, u32) {
+    fn hidden_ranges(&mut self, offset: u64, hidden: &[Range<u64>], number: usize) -> (u32, u32) {
         let rel: Option<Vec<(u32, u32)>> = hidden
             .iter()
             .map(|r| {
@@ -405,7 +608,8 @@ impl Indexer {
             }
             None => {
                 self.note(format!(
-                    "UID {uid}: a status header lies more than 4 GiB into the message; it is served as stored"
+                    "message {number}: a hidden header or CR lies more than 4 GiB into the \
+                     message; it is served as stored"
                 ));
                 (0, 0)
             }
@@ -427,7 +631,54 @@ mod tests {
     }
 
     fn msg(uid_hdr: &str, extra: &str) -> String {
-        format!("From a Wed Dec  2 05:53:22 1992\n{extra}Subject: x\n{uid_hdr}\nbody\n\n")
+        format!(
+            "From a Wed Dec  2 05:53:22 1992\n{extra}Subject: x\nStatus: RO\n{uid_hdr}\nbody\n\n"
+        )
+    }
+
+    /// Indexing what was appended (from the last message on) gives what indexing it all gives.
+    #[test]
+    fn resuming_after_an_append_is_indexing_again() {
+        use crate::scan::{Scanner, SliceHaystack};
+        let index_of = |data: &[u8], prior: Option<FolderIndex>| {
+            let (mut ix, mut sc) = match prior.and_then(|p| {
+                let from = p.resume.as_ref()?.from_line;
+                Some((Indexer::resume(TimeZone::UTC, p)?, from))
+            }) {
+                Some((ix, from)) => (ix, Scanner::resume_at(Unquote::None, from)),
+                None => (Indexer::new(TimeZone::UTC, 42), Scanner::new(Unquote::None)),
+            };
+            let mut hay = SliceHaystack(data);
+            let mut raw = RawMessage::default();
+            while sc.next_message(&mut hay, &mut raw).unwrap() {
+                ix.push(&raw);
+            }
+            ix.finish(data.len() as u64)
+        };
+        let base = format!(
+            "{}{}",
+            msg("X-UID: 3\n", "X-IMAPbase: 5 10 Junk\n"),
+            msg("X-UID: 4\n", "X-Keywords: Junk\n")
+        );
+        for appended in [
+            msg("X-UID: 7\n", ""),
+            msg("X-UID: 2\n", ""),
+            "From a Wed Dec  2 05:53:22 1992\nX-UID: 99999999999\n\nx\n".to_string(),
+            format!("{}{}", msg("", "X-Keywords: junk\n"), msg("", "")),
+        ] {
+            for cut in [base.len() - 1, base.len()] {
+                let first = index_of(&base.as_bytes()[..cut], None);
+                let whole = format!("{base}{appended}");
+                let resumed = index_of(whole.as_bytes(), Some(first));
+                let fresh = index_of(whole.as_bytes(), None);
+                assert_eq!(resumed.messages, fresh.messages, "{appended:?} {cut}");
+                assert_eq!(
+                    (resumed.uidvalidity, resumed.uid_next, &resumed.notes),
+                    (fresh.uidvalidity, fresh.uid_next, &fresh.notes)
+                );
+                assert_eq!(resumed.keywords, fresh.keywords);
+            }
+        }
     }
 
     #[test]
@@ -451,12 +702,16 @@ mod tests {
             [7, 9]
         );
         assert_eq!(ix.uid_next, 13);
-        assert_eq!(ix.messages[0].maildir_flags(), "a");
+        assert_eq!(ix.messages[0].maildir_flags(), "Sa");
         assert_eq!(ix.keywords, ["Junk"]);
     }
 
+    fn uids(ix: &FolderIndex) -> Vec<u32> {
+        ix.messages.iter().map(|m| m.uid).collect()
+    }
+
     #[test]
-    fn broken_uids_get_the_next_free_one() {
+    fn an_x_uid_out_of_order_discards_the_uidvalidity_as_c_client_did() {
         let data = format!(
             "{}{}{}{}",
             msg("X-UID: 3\n", "X-IMAPbase: 5 10\n"),
@@ -465,12 +720,64 @@ mod tests {
             msg("", "")
         );
         let ix = index(&data);
-        assert_eq!(
-            ix.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
-            [3, 11, 12, 13]
-        );
+        // c-client: "Message 2 UID 2 less than 4"; later X-UIDs are not read.
+        assert_eq!(uids(&ix), [3, 11, 12, 13]);
         assert_eq!(ix.uid_next, 14);
-        assert_eq!(ix.uidvalidity, 5);
+        assert_eq!(ix.uidvalidity, 42);
+        assert_eq!(ix.uidvalidity_source, UidValiditySource::Discarded);
+        assert!(
+            ix.notes.iter().any(|n| n.contains("less than 4")),
+            "{:?}",
+            ix.notes
+        );
+        // A second X-UID in one message does the same.
+        let ix = index(&msg("X-UID: 3\nX-UID: 4\n", "X-IMAPbase: 5 10\n"));
+        assert_eq!((uids(&ix), ix.uidvalidity), (vec![11], 42));
+    }
+
+    #[test]
+    fn an_x_uid_beyond_the_last_uid_is_kept_and_the_last_uid_follows() {
+        let data = format!(
+            "{}{}{}",
+            msg("X-UID: 3\n", "X-IMAPbase: 5 10\n"),
+            msg("X-UID: 15\n", ""),
+            msg("", "")
+        );
+        let ix = index(&data);
+        assert_eq!(uids(&ix), [3, 15, 16]);
+        assert_eq!((ix.uid_next, ix.uidvalidity), (17, 5));
+        assert_eq!(ix.uidvalidity_source, UidValiditySource::XImapBase);
+        assert!(ix.notes.is_empty(), "{:?}", ix.notes);
+    }
+
+    #[test]
+    fn keywords_count_only_when_the_folder_header_named_them_before() {
+        let data = format!(
+            "{}{}",
+            msg(
+                "X-UID: 3\n",
+                "X-Keywords: a\nX-IMAPbase: 5 10 a B\nX-Keywords: b c\n"
+            ),
+            msg("", "X-Keywords: A x B\n")
+        );
+        let ix = index(&data);
+        assert_eq!(ix.keywords, ["a", "B"]);
+        assert_eq!(ix.messages[0].maildir_flags(), "Sb");
+        assert_eq!(ix.messages[1].maildir_flags(), "Sab");
+    }
+
+    #[test]
+    fn uids_beyond_32_bits_are_numbered_from_one() {
+        let ix = index(&format!(
+            "{}{}",
+            msg("", "X-IMAPbase: 5 4294967295\n"),
+            msg("", "")
+        ));
+        assert_eq!(
+            (uids(&ix), ix.uid_next, ix.uidvalidity),
+            (vec![1, 2], 3, 42)
+        );
+        assert_eq!(ix.uidvalidity_source, UidValiditySource::Discarded);
     }
 
     #[test]

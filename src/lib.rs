@@ -28,6 +28,7 @@ mod notify;
 mod parallel;
 pub mod plan;
 pub mod preflight;
+pub mod safe;
 pub mod scan;
 pub mod shard;
 pub mod source;
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(a) => verify_command(a),
         Command::DovecotConfig(a) => dovecot_config_command(a),
         Command::GenerateDocs(a) => generate_docs(&a.out),
+        Command::DiscardChanges(a) => discard_command(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -120,11 +122,17 @@ struct PlanJson<'a> {
 
 fn plan_command(a: cli::PlanArgs) -> Result<u8, String> {
     let (tree, config) = load_tree(&a.source, ReadMode::Map, a.shard)?;
-    let plan = plan::Plan::make(
+    let mut plan = plan::Plan::make(
         &tree,
         &config.index,
         a.jobs.unwrap_or_else(cli::default_jobs),
     );
+    let state = a
+        .state_dir
+        .or_else(|| Some(mount::default_state_dir()).filter(|d| d.is_dir()));
+    if let Some(state) = state {
+        plan.add_state(&tree, &state);
+    }
     let dest = a.dest.as_deref().map(|d| preflight::check(&plan, &tree, d));
     let mut out = std::io::stdout().lock();
     let written = if a.json {
@@ -170,17 +178,39 @@ fn mount_command(a: cli::MountArgs) -> Result<u8, String> {
     };
     let state_dir = a.state_dir.unwrap_or_else(mount::default_state_dir);
     notify::ready_when_mounted(&a.mountpoint);
+    // Users and folders added to the lists later appear without a remount.
+    let lists = {
+        let config = config.clone();
+        fs::Lists {
+            files: std::iter::once(config.layout.userlist.clone())
+                .chain(config.layout.folderlist.clone())
+                .collect(),
+            every: config
+                .layout
+                .folderlist
+                .is_none()
+                .then_some(std::time::Duration::from_secs(30)),
+            load: Box::new(move || {
+                let host = config.layout.load().map_err(|e| e.to_string())?;
+                Ok(model::Tree::build(&host, &config.tree))
+            }),
+        }
+    };
     mount::run(
         tree,
         mount::MountConfig {
             mountpoint: a.mountpoint,
             threads: a.threads.unwrap_or_else(|| cli::default_jobs().clamp(2, 8)),
+            lists: Some(lists),
             fs: fs::FsOptions {
                 index: config.index,
                 state_dir,
                 recheck: std::time::Duration::from_millis(a.recheck_ms),
                 trust_owners: config.tree.trust_owners,
                 lock,
+                max_open: 0,
+                writable: a.writable,
+                state_quota: a.state_quota,
             },
         },
     )?;
@@ -267,15 +297,12 @@ fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
 
 fn verify_command(a: cli::VerifyArgs) -> Result<u8, String> {
     let (tree, config) = load_tree(&a.source, ReadMode::Map, a.shard)?;
-    if !a.dest.is_dir() {
-        return Err(format!("{}: not a directory", a.dest.display()));
-    }
     let reports = verify::run(
         &tree,
         &config.index,
         &a.dest,
         a.jobs.unwrap_or_else(cli::default_jobs),
-    );
+    )?;
     let mut out = std::io::stdout().lock();
     let (mut bad, mut messages) = (0, 0);
     for r in &reports {
@@ -415,5 +442,45 @@ fn generate_docs(out: &std::path::Path) -> Result<u8, String> {
         clap_complete::generate_to(shell, &mut Cli::command(), "mboxfs", &completions)
             .map_err(|e| err(&completions, e))?;
     }
+    Ok(EXIT_OK)
+}
+
+fn discard_command(a: cli::DiscardArgs) -> Result<u8, String> {
+    let state = a.state_dir.unwrap_or_else(mount::default_state_dir);
+    // Not while a mount uses it.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .open(state.join(".mboxfs.lock"))
+        .map_err(|e| format!("{}: not a state directory of mboxfs ({e})", state.display()))?;
+    if !lock::try_exclusive(&lock) {
+        return Err(format!(
+            "{}: a mount is using it; unmount it first",
+            state.display()
+        ));
+    }
+    let users: Vec<String> = if a.users.is_empty() {
+        let mut v: Vec<String> = std::fs::read_dir(&state)
+            .map_err(|e| format!("{}: {e}", state.display()))?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    } else {
+        a.users
+    };
+    let mut total = 0;
+    for user in &users {
+        let c = fs::discard_changes(&state, user).map_err(|e| format!("{user}: {e}"))?;
+        if c.total() > 0 {
+            println!("{user}: {c}: thrown away");
+        }
+        total += c.total();
+    }
+    println!(
+        "{}: {total} changes thrown away; folders that had any get a new UIDVALIDITY at the next mount",
+        state.display()
+    );
     Ok(EXIT_OK)
 }

@@ -14,12 +14,18 @@
 //! `Status: O` are \Recent and go to `new/`; the others to `cur/`.
 
 use std::fmt::Write as _;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::index::{FolderIndex, Indexer, MAX_KEYWORDS, Msg};
 use crate::mbox::{self, FileId, IndexOptions, ReadError};
 use crate::names;
+use crate::safe::{Anchored, excerpt};
 use crate::source::{self, Host, Owner, Problem, Severity, UserSource};
+
+/// The longest file name (a Maildir++ folder is one directory name).
+pub const MAX_NAME: usize = 255;
 
 /// Options that shape the tree.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +50,8 @@ pub struct UserTree {
     pub name: String,
     /// The home, under which every folder's source must stay.
     pub home: PathBuf,
+    /// The inbox file (which may not exist yet).
+    pub inbox: PathBuf,
     /// The uid that must own the sources (from passwd), unless owners are trusted.
     pub source_uid: Option<u32>,
     pub owner: Owner,
@@ -63,8 +71,16 @@ pub struct Folder {
     pub dir: String,
     /// The IMAP name (UTF-8, `/` between levels).
     pub display: String,
-    /// The mbox, when there is one to read.
+    /// The mbox, when there is one to read (for messages: it is opened by
+    /// [`Folder::open_source`], never by this path).
     pub source: Option<PathBuf>,
+    /// Where the mbox is expected, whether or not it is there and acceptable now (`None`: a
+    /// parent made for nested folders). The mount looks there again as time goes on, through
+    /// [`Folder::open_source`].
+    pub path: Option<PathBuf>,
+    /// Where the mbox is, and who must own it (`None` also for a folder that can never be
+    /// migrated: its name is too long).
+    source_at: Option<SourceAt>,
     /// Why the source is not read (refused by a check).
     pub refused: Option<String>,
     /// The UW folder name (path under the home); `None` for INBOX and made-up parents.
@@ -74,6 +90,34 @@ pub struct Folder {
     /// UIDVALIDITY for a folder whose mbox carries none.
     pub derived_uidvalidity: u32,
     pub problems: Vec<Problem>,
+}
+
+/// Where a folder's mbox is, and who must own it.
+#[derive(Clone, Debug)]
+struct SourceAt {
+    at: Anchored,
+    /// The uid that must own it; `None` with `--trust-owners` or for a user not in passwd.
+    owner: Option<u32>,
+}
+
+/// A folder's mbox, open. It is opened once through the safe walk and checked on its
+/// descriptor; everything about it (index, served bytes, copies) is read from this descriptor.
+#[derive(Debug)]
+pub struct OpenSource {
+    pub file: File,
+    /// Its identity when it was opened, before anything was read.
+    pub id: FileId,
+    /// For messages only.
+    pub path: PathBuf,
+}
+
+impl OpenSource {
+    /// Whether the file changed since it was opened: written, truncated, or renamed over (its
+    /// old inode's link count and ctime change). Bytes copied from a changed file may be
+    /// slices of another message.
+    pub fn changed(&self) -> std::io::Result<bool> {
+        Ok(FileId::of(&self.file.metadata()?) != self.id)
+    }
 }
 
 /// 32-bit FNV-1a: a stable hash (std's hasher may change between Rust releases).
@@ -116,7 +160,33 @@ impl Tree {
 impl UserTree {
     fn build(u: &UserSource, opts: &TreeOptions) -> UserTree {
         let mut problems = u.problems.clone();
-        let inbox_meta = std::fs::metadata(&u.inbox).ok();
+        // Sources must belong to the user (when the user is known), unless owners are trusted.
+        let uid = u.passwd.as_ref().map(|p| p.uid);
+        let required = if opts.trust_owners { None } else { uid };
+        let mut folders = vec![Folder::new(&u.name, String::new(), "INBOX".into(), None)];
+        folders[0].path = Some(u.inbox.clone());
+        folders[0].source_at = Some(SourceAt {
+            at: u.inbox_at.clone(),
+            owner: required,
+        });
+        let inbox_meta = match source::open_source(&u.inbox_at, required) {
+            Ok(Some((_, meta))) => {
+                folders[0].source = Some(u.inbox.clone());
+                Some(meta)
+            }
+            Ok(None) => {
+                folders[0].problems.push(Problem::new(
+                    Severity::Note,
+                    Some(&u.inbox),
+                    "no inbox file: INBOX is empty",
+                ));
+                None
+            }
+            Err(why) => {
+                folders[0].refuse(&u.inbox, why);
+                None
+            }
+        };
         let (owner, owner_from) = if let Some(o) = opts.owner {
             (o, "--owner")
         } else if let Some(p) = &u.passwd {
@@ -153,20 +223,6 @@ impl UserTree {
                 "nobody",
             )
         };
-        // Sources must belong to the user (when the user is known).
-        let uid = u.passwd.as_ref().map(|p| p.uid);
-
-        let inbox_root = u.inbox.parent().unwrap_or(Path::new("/"));
-        let mut folders = vec![Folder::new(&u.name, String::new(), "INBOX".into(), None)];
-        match source::check_source(&u.inbox, inbox_root, uid, opts.trust_owners) {
-            Ok(Some(_)) => folders[0].source = Some(u.inbox.clone()),
-            Ok(None) => folders[0].problems.push(Problem::new(
-                Severity::Note,
-                Some(&u.inbox),
-                "no inbox file: INBOX is empty",
-            )),
-            Err(why) => folders[0].refuse(&u.inbox, why),
-        }
 
         let stripped: Vec<Vec<u8>> = u
             .folders
@@ -188,12 +244,32 @@ impl UserTree {
                     note,
                 ));
             }
-            if let Some((_, path)) = u.folders.get(i).filter(|_| m.has_source) {
-                match source::check_source(path, &u.home, uid, opts.trust_owners) {
+            if let Some((name, path)) = u.folders.get(i).filter(|_| m.has_source) {
+                f.path = Some(path.clone());
+                let at = u.home_at.join(std::ffi::OsStr::from_bytes(name));
+                if f.dir.len() > MAX_NAME {
+                    let why = format!(
+                        "its Maildir++ name {} is {} bytes, more than the {MAX_NAME} a file name may have: refused",
+                        excerpt(f.dir.as_bytes()),
+                        f.dir.len()
+                    );
+                    f.refuse(path, why);
+                    folders.push(f);
+                    continue;
+                }
+                f.source_at = Some(SourceAt {
+                    at: at.clone(),
+                    owner: required,
+                });
+                match source::open_source(&at, required) {
                     Ok(Some(_)) => f.source = Some(path.clone()),
                     Ok(None) => f.refuse(path, "does not exist".into()),
                     Err(why) => {
-                        let why = match source::uw_directory_store(path) {
+                        let store = at
+                            .open_dir()
+                            .ok()
+                            .and_then(|d| source::uw_directory_store(&d));
+                        let why = match store {
                             Some(store) => format!("{store}: refused"),
                             None => why,
                         };
@@ -203,11 +279,28 @@ impl UserTree {
             }
             folders.push(f);
         }
+        // Parents made for nested folders exist only for folders that are migrated: a refused
+        // source leaves no empty folder behind.
+        let live: Vec<String> = folders
+            .iter()
+            .filter(|f| f.uw_name.is_some() && f.refused.is_none())
+            .map(|f| f.dir.clone())
+            .collect();
+        folders.retain(|f| {
+            f.uw_name.is_some()
+                || f.is_inbox()
+                || live.iter().any(|d| {
+                    d.len() > f.dir.len()
+                        && d.starts_with(f.dir.as_str())
+                        && d.as_bytes()[f.dir.len()] == b'.'
+                })
+        });
 
         let subscriptions = subscriptions(u, &folders, opts, &mut problems);
         UserTree {
             name: u.name.clone(),
             home: u.home.clone(),
+            inbox: u.inbox.clone(),
             source_uid: uid,
             owner,
             owner_from,
@@ -256,6 +349,7 @@ fn subscriptions(
     };
     let home = u.home.as_os_str().as_encoded_bytes();
     let mut out = Vec::new();
+    let mut dropped = Vec::new();
     for entry in list {
         let mut e: &[u8] = entry;
         if let Some(rest) = e.strip_prefix(b"~/") {
@@ -276,17 +370,48 @@ fn subscriptions(
         match found.filter(migrated) {
             Some(i) if !out.contains(&i) => out.push(i),
             Some(_) => {}
-            None => problems.push(Problem::new(
-                Severity::Note,
-                Some(&u.home.join(".mailboxlist")),
-                format!(
-                    "subscription {:?} names no migrated folder; dropped",
-                    String::from_utf8_lossy(entry)
-                ),
-            )),
+            None => dropped.push(entry),
         }
     }
+    // The user's file: a few short, escaped excerpts, never all of it.
+    const SHOWN: usize = 5;
+    if !dropped.is_empty() {
+        let mut names: Vec<String> = dropped.iter().take(SHOWN).map(|e| excerpt(e)).collect();
+        if dropped.len() > SHOWN {
+            names.push(format!("and {} more", dropped.len() - SHOWN));
+        }
+        problems.push(Problem::new(
+            Severity::Note,
+            Some(&u.home.join(source::MAILBOXLIST)),
+            format!(
+                "{} subscription(s) name no migrated folder; dropped: {}",
+                dropped.len(),
+                names.join(", ")
+            ),
+        ));
+    }
     out
+}
+
+/// The oldest file time every Linux file system stores: a signed 32-bit `time_t`
+/// (1901-12-13 20:45:52 UTC), which ext4 with small inodes and XFS without bigtime hold.
+pub const MTIME_MIN: i64 = i32::MIN as i64;
+/// The latest such time: 2038-01-19 03:14:07 UTC.
+pub const MTIME_MAX: i64 = i32::MAX as i64;
+
+/// A message file's mtime (Dovecot's INTERNALDATE): its date, moved to the nearest one every
+/// file system can store (dates such as year 0 or 9999 are reported by `plan`). The mount,
+/// `materialize` and `verify` all use this.
+pub fn message_mtime(m: &Msg) -> i64 {
+    m.time.clamp(MTIME_MIN, MTIME_MAX)
+}
+
+/// `1992-12-02 05:53:22 UTC`, or the year alone where jiff's range ends.
+fn show_time(t: i64) -> String {
+    match jiff::Timestamp::from_second(t) {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Err(_) => format!("year {}", 1970 + t.div_euclid(31_556_952)),
+    }
 }
 
 impl Folder {
@@ -298,12 +423,25 @@ impl Folder {
             dir,
             display,
             source: None,
+            path: None,
+            source_at: None,
             refused: None,
             uw_name,
             tag,
             derived_uidvalidity: h % 0x7fff_fffe + 1,
             problems: Vec::new(),
         }
+    }
+
+    /// A folder a tester made through a writable mount: it has no source.
+    pub fn created(user: &str, dir: &str) -> Folder {
+        let display = dir
+            .trim_start_matches('.')
+            .split('.')
+            .map(|p| names::mutf7_decode(p).unwrap_or_else(|| p.to_string()))
+            .collect::<Vec<_>>()
+            .join("/");
+        Folder::new(user, dir.to_string(), display, None)
     }
 
     fn refuse(&mut self, path: &Path, why: String) {
@@ -324,15 +462,108 @@ impl Folder {
         }
     }
 
-    /// Indexes the folder's mbox (an empty index when it has none).
-    pub fn index(&self, base: &IndexOptions) -> Result<(FolderIndex, Option<FileId>), ReadError> {
-        match &self.source {
-            Some(path) => {
-                let (ix, id) = mbox::index_path(path, &self.index_options(base))?;
-                Ok((ix, Some(id)))
+    /// Opens the folder's mbox through the safe walk and checks the opened file again (a
+    /// symlink, another owner, anything but a regular file are refused). `Ok(None)`: the folder
+    /// has no mbox.
+    pub fn open_source(&self) -> Result<Option<OpenSource>, ReadError> {
+        let Some(at) = &self.source_at else {
+            return Ok(None);
+        };
+        let path = at.at.path();
+        match source::open_source(&at.at, at.owner) {
+            Ok(Some((file, meta))) => Ok(Some(OpenSource {
+                file,
+                id: FileId::of(&meta),
+                path,
+            })),
+            Ok(None) => Err(ReadError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "does not exist any more",
+            ))),
+            Err(why) => Err(ReadError::NotMbox(why)),
+        }
+    }
+
+    /// Opens and indexes the folder's mbox (an empty index when it had none when the tree was
+    /// built). The open file comes back with the index: read the messages from it, never from
+    /// the path.
+    pub fn index(
+        &self,
+        base: &IndexOptions,
+    ) -> Result<(FolderIndex, Option<OpenSource>), ReadError> {
+        if self.source.is_none() {
+            return Ok((self.empty_index(base), None));
+        }
+        match self.open_source()? {
+            Some(src) => {
+                let ix = self.index_source(&src, base)?;
+                Ok((ix, Some(src)))
             }
             None => Ok((self.empty_index(base), None)),
         }
+    }
+
+    /// Whether the mbox is there and acceptable now, at a glance: reached through the safe walk
+    /// without being opened, a regular file, with the owner it must have (and one link when its
+    /// owner is not checked). [`Folder::open_source`] checks again on the opened file.
+    pub fn source_present(&self) -> bool {
+        let Some(at) = &self.source_at else {
+            return false;
+        };
+        at.at.stat().ok().flatten().is_some_and(|st| {
+            st.kind == crate::safe::Kind::File
+                && match at.owner {
+                    Some(uid) => st.uid == uid,
+                    None => st.nlink <= 1,
+                }
+        })
+    }
+
+    /// Indexes an mbox opened by [`Folder::open_source`], as long as it was when opened.
+    pub fn index_source(
+        &self,
+        src: &OpenSource,
+        base: &IndexOptions,
+    ) -> Result<FolderIndex, ReadError> {
+        mbox::index_file(&src.file, src.id.len, &self.index_options(base))
+    }
+
+    /// Messages whose date a file's time cannot hold everywhere (see [`message_mtime`]).
+    pub fn date_problems(&self, index: &FolderIndex) -> Option<Problem> {
+        let odd: Vec<&Msg> = index
+            .messages
+            .iter()
+            .filter(|m| message_mtime(m) != m.time)
+            .collect();
+        if odd.is_empty() {
+            return None;
+        }
+        let mut shown: Vec<String> = odd
+            .iter()
+            .take(5)
+            .map(|m| {
+                format!(
+                    "UID {}: {} -> {}",
+                    m.uid,
+                    show_time(m.time),
+                    show_time(message_mtime(m))
+                )
+            })
+            .collect();
+        if odd.len() > 5 {
+            shown.push(format!("and {} more", odd.len() - 5));
+        }
+        Some(Problem::new(
+            Severity::Warning,
+            self.source.as_deref(),
+            format!(
+                "{} message(s) dated outside {} .. {}, which not every file system can store as a file's time: each gets the nearest date that can be stored as its INTERNALDATE ({})",
+                odd.len(),
+                show_time(MTIME_MIN),
+                show_time(MTIME_MAX),
+                shown.join("; ")
+            ),
+        ))
     }
 
     /// The index of a folder without messages.
@@ -480,23 +711,32 @@ mod tests {
     use super::*;
     use crate::scan::Unquote;
 
-    fn user_with(mailboxlist: Option<&[&str]>, folders: &[&str]) -> UserSource {
+    /// A user whose home is `home` (`<dir>/home/alice`), with these folders.
+    fn user_in(dir: &Path, mailboxlist: Option<&[&str]>, folders: &[&str]) -> UserSource {
+        let home_at = Anchored::from_pattern(&format!("{}/home/%u", dir.display()), "alice");
+        let inbox_at = Anchored::from_pattern(&format!("{}/spool/%u", dir.display()), "alice");
         UserSource {
             name: "alice".into(),
-            home: "/nonexistent/home/alice".into(),
-            inbox: "/nonexistent/spool/alice".into(),
+            home: home_at.path(),
+            inbox: inbox_at.path(),
             passwd: None,
             folders: folders
                 .iter()
-                .map(|f| {
-                    (
-                        f.as_bytes().to_vec(),
-                        PathBuf::from("/nonexistent/home/alice").join(f),
-                    )
-                })
+                .map(|f| (f.as_bytes().to_vec(), home_at.path().join(f)))
                 .collect(),
+            home_at,
+            inbox_at,
             mailboxlist: mailboxlist.map(|l| l.iter().map(|e| e.as_bytes().to_vec()).collect()),
             problems: vec![],
+        }
+    }
+
+    /// Makes the mbox files of `folders` under `<dir>/home/alice`.
+    fn make_sources(dir: &Path, folders: &[&str]) {
+        for f in folders {
+            let p = dir.join("home/alice").join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "From a Wed Dec  2 05:53:22 1992\n\nx\n").unwrap();
         }
     }
 
@@ -557,29 +797,109 @@ mod tests {
 
     #[test]
     fn subscriptions_come_from_the_mailboxlist() {
+        let d = tempfile::tempdir().unwrap();
         let opts = TreeOptions {
             strip_prefixes: vec!["mail/".into()],
             trust_owners: true,
             ..Default::default()
         };
-        let u = user_with(
-            Some(&["INBOX", "mail/Sent", "~/mail/Work/2004", "mail/gone"]),
-            &["mail/Sent", "mail/Work/2004", "mail/Drafts"],
-        );
-        let mut tree = UserTree::build(&u, &opts);
-        // The sources do not exist here; pretend they do.
-        for f in &mut tree.folders {
-            if f.uw_name.is_some() {
-                f.source = Some("/x".into());
-            }
-        }
-        let subs = subscriptions(&u, &tree.folders, &opts, &mut vec![]);
-        tree.subscriptions = subs;
+        let folders = ["mail/Sent", "mail/Work/2004", "mail/Drafts"];
+        make_sources(d.path(), &folders);
+        let mut list = vec!["INBOX", "mail/Sent", "~/mail/Work/2004"];
+        let gone: Vec<String> = (0..8).map(|i| format!("mail/gone\x1b[{i}")).collect();
+        list.extend(gone.iter().map(String::as_str));
+        let u = user_in(d.path(), Some(&list), &folders);
+        let tree = UserTree::build(&u, &opts);
         assert_eq!(
             tree.subscriptions_file(),
             b"V\t2\n\nINBOX\nSent\nWork\t2004\n"
         );
         let dirs: Vec<&str> = tree.folders.iter().map(|f| f.dir.as_str()).collect();
         assert_eq!(dirs, ["", ".Sent", ".Work.2004", ".Drafts", ".Work"]);
+        // Dropped entries: one note, a few escaped excerpts.
+        let notes: Vec<String> = tree
+            .problems
+            .iter()
+            .filter(|p| p.message.contains("subscription"))
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("8 subscription(s)"), "{notes:?}");
+        assert!(notes[0].contains("\"mail/gone\\u{1b}[0\""), "{notes:?}");
+        assert!(
+            notes[0].contains("and 3 more") && !notes[0].contains('\x1b'),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_source_leaves_no_folder_behind() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = TreeOptions {
+            trust_owners: true,
+            ..Default::default()
+        };
+        make_sources(d.path(), &["Work/ok"]);
+        std::fs::create_dir_all(d.path().join("other")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("other"), d.path().join("home/alice/Linked"))
+            .unwrap();
+        let long = "x".repeat(250);
+        make_sources(d.path(), &[&format!("Long/{long}")]);
+        let list = ["Work/ok", "Linked/box", "Gone/box", &format!("Long/{long}")];
+        let u = user_in(
+            d.path(),
+            Some(&["Linked/box", "Gone/box", "Work/ok"]),
+            &list,
+        );
+        let tree = UserTree::build(&u, &opts);
+        let dirs: Vec<&str> = tree.folders.iter().map(|f| f.dir.as_str()).collect();
+        let long_dir = format!(".Long.{long}");
+        assert_eq!(
+            dirs,
+            [
+                "",
+                ".Work.ok",
+                ".Linked.box",
+                ".Gone.box",
+                &long_dir,
+                ".Work"
+            ]
+        );
+        let refused: Vec<&str> = tree
+            .folders
+            .iter()
+            .filter_map(|f| f.refused.as_deref())
+            .collect();
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert!(
+            refused[0].contains("Linked is a symbolic link"),
+            "{refused:?}"
+        );
+        assert_eq!(refused[1], "does not exist");
+        assert!(
+            refused[2].contains("256 bytes, more than the 255"),
+            "{refused:?}"
+        );
+        assert_eq!(tree.subscriptions_file(), b"V\t2\n\nWork\tok\n");
+    }
+
+    #[test]
+    fn dates_a_file_cannot_hold_are_moved_and_reported() {
+        // c-client reads year 0000 as 2000 and cannot read 9999 (1-Jan-1970); 2050 it reads,
+        // and a file's mtime cannot hold it everywhere.
+        let tz = jiff::tz::TimeZone::UTC;
+        let data = "From a Sat Jan  1 00:00:00 0000\n\nold\n\nFrom a Fri Dec 31 23:59:59 9999\n\nnew\n\nFrom a Wed Dec  2 05:53:22 1992\n\nok\n\nFrom a Sat Dec 31 23:59:59 2050\n\nlater\n";
+        let mut ix = Indexer::new(tz, 5);
+        for m in crate::scan::scan_all(data.as_bytes(), Unquote::None).unwrap() {
+            ix.push(&m);
+        }
+        let ix = ix.finish(data.len() as u64);
+        assert_eq!(ix.messages.len(), 4);
+        let times: Vec<i64> = ix.messages.iter().map(message_mtime).collect();
+        assert_eq!(times, [946684800, 0, 723275602, MTIME_MAX]);
+        let f = Folder::new("alice", ".Old".into(), "Old".into(), Some(b"Old".to_vec()));
+        let p = f.date_problems(&ix).unwrap().to_string();
+        assert!(p.contains("1 message(s)"), "{p}");
+        assert!(p.contains("2038-01-19 03:14:07 UTC"), "{p}");
     }
 }

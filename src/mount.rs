@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use fuser::{Config, INodeNo, MountOption, SessionACL};
 
-use crate::fs::{FsOptions, Invalidation, MailFs};
+use crate::fs::{FsOptions, Invalidation, Lists, MailFs};
 use crate::fuse::Adapter;
 use crate::model::Tree;
 use crate::sys;
@@ -22,6 +22,9 @@ use crate::sys;
 pub struct MountConfig {
     pub mountpoint: PathBuf,
     pub threads: usize,
+    /// How to read the lists again (users and folders added later appear).
+    pub lists: Option<Lists>,
+    /// `max_open` 0: chosen from the open-files limit.
     pub fs: FsOptions,
 }
 
@@ -61,6 +64,50 @@ pub fn unmount(mountpoint: &Path) -> std::io::Result<()> {
     }
 }
 
+/// What is mounted at `mp`, if anything (its file system type, from `/proc/self/mountinfo`).
+/// The mount itself is not looked into: only its parent is resolved.
+pub fn mounted_at(mp: &Path) -> Option<String> {
+    let real = match (mp.parent(), mp.file_name()) {
+        (Some(parent), Some(name)) => parent.canonicalize().ok()?.join(name),
+        _ => mp.canonicalize().ok()?,
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let point = unescape_mountinfo(line.split(' ').nth(4)?);
+        (Path::new(&point) == real).then(|| {
+            line.split(" - ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap_or("unknown")
+                .to_string()
+        })
+    })
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space...) decoded.
+fn unescape_mountinfo(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the calls only
     // touch this local set and the calling thread's mask.
@@ -95,11 +142,50 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
         }
         Err(e) => return Err(format!("{}: {e}", mp.display())),
     }
+    if let Some(fstype) = mounted_at(mp) {
+        return Err(format!(
+            "{}: already mounted ({fstype}); unmount it first (`umount {0}`)",
+            mp.display()
+        ));
+    }
     std::fs::create_dir_all(&config.fs.state_dir)
         .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
     let users = tree.users.len();
-    let fs = MailFs::new(tree, config.fs.clone())
+    let mut fs_options = config.fs.clone();
+    if fs_options.max_open == 0 {
+        // Open mbox files are kept in a bounded cache; the soft limit is raised first (systemd's
+        // default soft limit is 1024).
+        let limit = sys::raise_open_files_limit().unwrap_or(1024);
+        fs_options.max_open = (limit.saturating_sub(512) / 2).clamp(16, 8192) as usize;
+        log::info!(
+            "open files: limit {limit}; up to {} mbox files kept open",
+            fs_options.max_open
+        );
+    }
+    let writable = fs_options.writable;
+    let fs = MailFs::new(tree, fs_options, config.lists)
         .map_err(|e| format!("state directory {}: {e}", config.fs.state_dir.display()))?;
+    let changed: Vec<_> = fs
+        .tester_changes()
+        .into_iter()
+        .filter(|(_, c)| c.total() > 0)
+        .collect();
+    for (user, c) in &changed {
+        log::info!("{user}: testers' changes kept: {c}");
+    }
+    if !writable && !changed.is_empty() {
+        return Err(format!(
+            "{}: holds testers' changes for {} user(s) ({}); mount with --writable to show them, or \
+             throw them away with `mboxfs discard-changes --state-dir {0}`",
+            config.fs.state_dir.display(),
+            changed.len(),
+            changed
+                .iter()
+                .map(|(u, c)| format!("{u}: {}", c.total()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
 
     let mut options = Config::default();
     options.mount_options = vec![
@@ -172,4 +258,17 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
     let result = session.run();
     log::info!("{} unmounted", mp.display());
     result.map_err(|e| format!("serving {}: {e}", mp.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_fields_are_unescaped() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mountinfo("/plain\\9"), "/plain\\9");
+        assert_eq!(mounted_at(Path::new("/proc")).as_deref(), Some("proc"));
+        assert_eq!(mounted_at(Path::new("/proc/self")), None);
+    }
 }

@@ -25,6 +25,8 @@ pub struct FolderPlan {
     pub uidvalidity_source: UidValiditySource,
     pub uid_next: u32,
     pub keywords: Vec<String>,
+    /// The UIDVALIDITY a mount with the state directory given serves, when it served the folder.
+    pub served_uidvalidity: Option<u32>,
     pub problems: Vec<Problem>,
 }
 
@@ -35,6 +37,8 @@ pub struct UserPlan {
     pub owner_from: &'static str,
     pub folders: Vec<FolderPlan>,
     pub subscriptions: Vec<String>,
+    /// What testers changed through a `--writable` mount (with the state directory given).
+    pub tester_changes: Option<crate::fs::TesterChanges>,
     pub problems: Vec<Problem>,
 }
 
@@ -84,6 +88,7 @@ impl Plan {
                         .iter()
                         .map(|&i| u.folders[i].display.clone())
                         .collect(),
+                    tester_changes: None,
                     problems: u.problems.clone(),
                     folders,
                 }
@@ -113,6 +118,59 @@ impl Plan {
             users,
             problems: tree.problems.clone(),
             totals,
+        }
+    }
+
+    /// What a mount's state directory says: the UIDVALIDITY it serves where that is not the
+    /// mbox's, and how many changes testers made. Notes, never errors.
+    pub fn add_state(&mut self, tree: &Tree, state: &std::path::Path) {
+        for (u, plan) in tree.users.iter().zip(&mut self.users) {
+            match crate::fs::count_changes(state, &u.name) {
+                Ok(c) if c.total() > 0 => {
+                    plan.problems.push(Problem::new(
+                        Severity::Note,
+                        Some(state),
+                        format!(
+                            "testers' changes ({c}); `materialize` ignores them, \
+                             `mboxfs discard-changes` throws them away"
+                        ),
+                    ));
+                    plan.tester_changes = Some(c);
+                    self.totals.notes += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    plan.problems.push(Problem::new(
+                        Severity::Warning,
+                        Some(state),
+                        format!("testers' changes cannot be read: {e}"),
+                    ));
+                    self.totals.warnings += 1;
+                }
+            }
+            for (f, fp) in u.folders.iter().zip(&mut plan.folders) {
+                if f.source.is_none() {
+                    continue;
+                }
+                let served = crate::fs::served_uidvalidity(state, &u.name, f.uw_name.as_deref());
+                fp.served_uidvalidity = served;
+                match served {
+                    Some(v) if v != fp.uidvalidity => {
+                        fp.problems.push(Problem::new(
+                            Severity::Note,
+                            fp.source.as_deref(),
+                            format!(
+                                "the mount serves UIDVALIDITY {v}: the mbox's own ({}) cannot be \
+                                 served again to the clients it already had; `materialize` writes \
+                                 the mbox's",
+                                fp.uidvalidity
+                            ),
+                        ));
+                        self.totals.notes += 1;
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -158,6 +216,7 @@ impl Plan {
                         UidValiditySource::PseudoMessage => "X-IMAP pseudo message",
                         UidValiditySource::XImapBase => "X-IMAPbase",
                         UidValiditySource::Derived => "derived",
+                        UidValiditySource::Discarded => "derived: UW-IMAP discarded the folder's",
                     },
                     f.uid_next,
                 )?;
@@ -209,6 +268,7 @@ fn folder_plan(user: &str, f: &Folder, opts: &IndexOptions) -> FolderPlan {
             "empty: no messages",
         ));
     }
+    problems.extend(f.date_problems(&index));
     for note in &index.notes {
         problems.push(Problem::new(
             Severity::Warning,
@@ -227,6 +287,7 @@ fn folder_plan(user: &str, f: &Folder, opts: &IndexOptions) -> FolderPlan {
         uidvalidity_source: index.uidvalidity_source,
         uid_next: index.uid_next,
         keywords: index.keywords.clone(),
+        served_uidvalidity: None,
         problems,
     }
 }

@@ -7,18 +7,32 @@
 //!   written until the lists are clean, unless `--skip-bad` says to go on without those lines.
 //! - Without a folderlist, each home is searched for mbox files (dotfiles and files that are not
 //!   mbox are skipped; UW's other formats are reported).
-//! - Each source is checked before it is read: a symlink, a file that resolves outside the user's
-//!   home (or the inbox directory), a file not owned by the user (unless `--trust-owners`), and
-//!   anything but a regular file are refused, each with a line in the plan and the log.
+//! - Each source is opened through [`safe`](crate::safe): the home or the spool directory is the
+//!   admin's, everything below is walked without following a symbolic link, and the checks are
+//!   made on the opened file. A symlink anywhere below the home (or in place of the inbox), a file
+//!   not owned by the user (unless `--trust-owners`), and anything but a regular file are
+//!   refused, each with a line in the plan and the log.
+//! - What users control is read with a size limit and never echoed beyond a short, escaped
+//!   excerpt ([`safe::excerpt`](crate::safe::excerpt)): `~/.mailboxlist`, and the lines of the
+//!   lists.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::mbox;
+use crate::safe::{self, Anchored, Dir, Kind, excerpt};
 use crate::sys;
+
+/// The largest user or folder list read (a million folders of 60 bytes fit).
+pub const LIST_LIMIT: u64 = 64 << 20;
+/// The largest `~/.mailboxlist` read.
+pub const MAILBOXLIST_LIMIT: u64 = 1 << 20;
+/// The name of UW-IMAP's subscription list in a home.
+pub const MAILBOXLIST: &str = ".mailboxlist";
 
 /// How bad a problem is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -100,9 +114,13 @@ pub struct UserSource {
     pub name: String,
     pub home: PathBuf,
     pub inbox: PathBuf,
+    /// The home and the inbox, split where the admin's part ends.
+    pub home_at: Anchored,
+    pub inbox_at: Anchored,
     /// From the passwd database.
     pub passwd: Option<sys::Passwd>,
-    /// Filed folders: (UW name relative to the home, file).
+    /// Filed folders: (UW name relative to the home, file). The file is for messages; it is
+    /// opened as `home_at.join(name)`.
     pub folders: Vec<(Vec<u8>, PathBuf)>,
     /// `~/.mailboxlist` entries, if the user has one.
     pub mailboxlist: Option<Vec<Vec<u8>>>,
@@ -126,23 +144,27 @@ impl std::fmt::Display for ListErrors {
         for p in &self.0 {
             writeln!(f, "{p}")?;
         }
+        let lines = self
+            .0
+            .iter()
+            .filter(|p| !p.message.starts_with("--user "))
+            .count();
+        if lines == 0 {
+            return write!(f, "no such user; check --user");
+        }
         write!(
             f,
-            "{} bad line(s); fix the lists or pass --skip-bad to go on without them",
-            self.0.len()
+            "{lines} bad line(s); fix the lists or pass --skip-bad to go on without them"
         )
     }
 }
 
 impl std::error::Error for ListErrors {}
 
-fn expand(pattern: &str, user: &str) -> PathBuf {
-    PathBuf::from(pattern.replace("%u", user))
-}
-
-/// Lines of a list file with their numbers, without blanks and comments.
+/// Lines of a list file with their numbers, without blanks and comments. The file must be a
+/// regular file of at most [`LIST_LIMIT`] bytes (a FIFO or a device is refused at once).
 fn list_lines(path: &Path) -> Result<Vec<(usize, Vec<u8>)>, Problem> {
-    let data = std::fs::read(path)
+    let data = safe::read_admin_file(path, LIST_LIMIT)
         .map_err(|e| Problem::new(Severity::Error, Some(path), format!("cannot read: {e}")))?;
     Ok(data
         .split(|&b| b == b'\n')
@@ -179,6 +201,11 @@ fn bad_folder_path(path: &[u8]) -> Option<&'static str> {
         Some("NUL or control character in the path")
     } else if path.split(|&b| b == b'/').any(|c| c == b"..") {
         Some("'..' in the path")
+    } else if path
+        .split(|&b| b == b'/')
+        .all(|c| c.is_empty() || c == b".")
+    {
+        Some("names the home itself, not a folder in it")
     } else {
         None
     }
@@ -195,22 +222,39 @@ impl Layout {
         let mut seen = HashSet::new();
         for (n, line) in user_lines {
             let at = Some(self.userlist.as_path());
-            let shown = String::from_utf8_lossy(&line).into_owned();
+            let shown = excerpt(&line);
             if !valid_user_name(&line) {
                 list_problems.push(Problem::new(
                     Severity::Error,
                     at,
-                    format!("line {n}: {shown:?} is not a valid login name"),
+                    format!("line {n}: {shown} is not a valid login name"),
                 ));
             } else if !seen.insert(line.clone()) {
                 list_problems.push(Problem::new(
                     Severity::Error,
                     at,
-                    format!("line {n}: user {shown:?} is listed twice"),
+                    format!("line {n}: user {shown} is listed twice"),
                 ));
             } else {
-                names.push(shown);
+                names.push(String::from_utf8_lossy(&line).into_owned());
             }
+        }
+
+        // `--user NAME` must name a user of the list (else the run would quietly do nothing).
+        let unknown: Vec<Problem> = self
+            .only_users
+            .iter()
+            .filter(|u| !names.contains(u))
+            .map(|u| {
+                Problem::new(
+                    Severity::Error,
+                    Some(self.userlist.as_path()),
+                    format!("--user {u:?}: no such user in the userlist"),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ListErrors(unknown));
         }
 
         let mut folders: Vec<Vec<(Vec<u8>, PathBuf)>> = vec![Vec::new(); names.len()];
@@ -219,12 +263,12 @@ impl Layout {
             let mut seen = HashSet::new();
             for (n, line) in lines {
                 let at = Some(fl.as_path());
-                let shown = String::from_utf8_lossy(&line).into_owned();
+                let shown = excerpt(&line);
                 let Some(slash) = line.iter().position(|&b| b == b'/') else {
                     list_problems.push(Problem::new(
                         Severity::Error,
                         at,
-                        format!("line {n}: {shown:?} is not <user>/<path>"),
+                        format!("line {n}: {shown} is not <user>/<path>"),
                     ));
                     continue;
                 };
@@ -233,10 +277,7 @@ impl Layout {
                     list_problems.push(Problem::new(
                         Severity::Error,
                         at,
-                        format!(
-                            "line {n}: user {:?} is not in the userlist",
-                            String::from_utf8_lossy(user)
-                        ),
+                        format!("line {n}: user {} is not in the userlist", excerpt(user)),
                     ));
                     continue;
                 };
@@ -244,7 +285,7 @@ impl Layout {
                     list_problems.push(Problem::new(
                         Severity::Error,
                         at,
-                        format!("line {n}: {shown:?}: {why}"),
+                        format!("line {n}: {shown}: {why}"),
                     ));
                     continue;
                 }
@@ -257,11 +298,13 @@ impl Layout {
                     list_problems.push(Problem::new(
                         Severity::Error,
                         at,
-                        format!("line {n}: {shown:?} is listed twice"),
+                        format!("line {n}: {shown} is listed twice"),
                     ));
                     continue;
                 }
-                let file = expand(&self.home, &names[ui]).join(OsStr::from_bytes(&path));
+                let file = Anchored::from_pattern(&self.home, &names[ui])
+                    .path()
+                    .join(OsStr::from_bytes(&path));
                 folders[ui].push((path, file));
             }
         }
@@ -287,8 +330,9 @@ impl Layout {
     }
 
     fn user(&self, name: String, listed: Vec<(Vec<u8>, PathBuf)>) -> UserSource {
-        let home = expand(&self.home, &name);
-        let inbox = expand(&self.inbox, &name);
+        let home_at = Anchored::from_pattern(&self.home, &name);
+        let inbox_at = Anchored::from_pattern(&self.inbox, &name);
+        let (home, inbox) = (home_at.path(), inbox_at.path());
         let passwd = sys::user_by_name(&name);
         let mut problems = Vec::new();
         if passwd.is_none() {
@@ -298,18 +342,31 @@ impl Layout {
                 format!("{name} is not in the passwd database: its tree belongs to the owner of its inbox (or --owner)"),
             ));
         }
-        let folders = if self.folderlist.is_some() {
-            listed
-        } else {
-            discover(&home, &inbox, &mut problems)
+        let home_dir = match home_at.open_dir() {
+            Ok(d) => Some(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                problems.push(Problem::new(
+                    Severity::Warning,
+                    Some(&home),
+                    format!("the home cannot be opened: {e}"),
+                ));
+                None
+            }
         };
-        let mailboxlist = std::fs::read(home.join(".mailboxlist")).ok().map(|d| {
-            d.split(|&b| b == b'\n')
-                .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
-                .filter(|l| !l.is_empty())
-                .collect()
-        });
-        if home.join("mbox").is_file() && !folders.iter().any(|(n, _)| n == b"mbox") {
+        let folders = match (&self.folderlist, &home_dir) {
+            (Some(_), _) => listed,
+            (None, Some(dir)) => discover(dir, &inbox, &mut problems),
+            (None, None) => Vec::new(),
+        };
+        let mailboxlist = home_dir
+            .as_ref()
+            .and_then(|d| read_mailboxlist(d, &mut problems));
+        let has_mbox = home_dir
+            .as_ref()
+            .and_then(|d| d.stat_at("mbox").ok().flatten())
+            .is_some_and(|st| st.kind == Kind::File);
+        if has_mbox && !folders.iter().any(|(n, _)| n == b"mbox") {
             problems.push(Problem::new(
                 Severity::Note,
                 Some(&home.join("mbox")),
@@ -320,6 +377,8 @@ impl Layout {
             name,
             home,
             inbox,
+            home_at,
+            inbox_at,
             passwd,
             folders,
             mailboxlist,
@@ -328,119 +387,128 @@ impl Layout {
     }
 }
 
-/// Finds the mbox files under a home (dotfiles and non-mbox files are skipped).
-fn discover(home: &Path, inbox: &Path, problems: &mut Vec<Problem>) -> Vec<(Vec<u8>, PathBuf)> {
+/// `~/.mailboxlist`, read through the safe open: a regular file (not a link, a FIFO or a
+/// device) of at most [`MAILBOXLIST_LIMIT`] bytes. A refused one is reported and left out
+/// (every migrated folder is then subscribed), its content never shown.
+fn read_mailboxlist(home: &Dir, problems: &mut Vec<Problem>) -> Option<Vec<Vec<u8>>> {
+    match home.read_small(MAILBOXLIST, MAILBOXLIST_LIMIT) {
+        Ok(d) => Some(
+            d.split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            problems.push(Problem::new(
+                Severity::Warning,
+                Some(&home.path().join(MAILBOXLIST)),
+                format!("{e}; every migrated folder is subscribed instead"),
+            ));
+            None
+        }
+    }
+}
+
+/// Finds the mbox files under a home (dotfiles and non-mbox files are skipped), walking from
+/// the home's descriptor without following symlinks.
+fn discover(home: &Dir, inbox: &Path, problems: &mut Vec<Problem>) -> Vec<(Vec<u8>, PathBuf)> {
     const MAX_DEPTH: usize = 16;
     let mut found = Vec::new();
-    let mut skipped: Vec<String> = Vec::new();
-    let mut stack = vec![(home.to_path_buf(), Vec::<u8>::new(), 0usize)];
-    while let Some((dir, rel, depth)) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
+    // Directories to look at, by their path under the home: each is opened again from the
+    // home's descriptor, so that only one descriptor per level is open.
+    let mut stack = vec![(Vec::<u8>::new(), 0usize)];
+    while let Some((rel, depth)) = stack.pop() {
+        let shown = home.path().join(OsStr::from_bytes(&rel));
+        let listed = home
+            .open_dir(OsStr::from_bytes(&rel))
+            .and_then(|d| Ok((d.list()?, d)));
+        let (mut entries, dir) = match listed {
+            Ok(x) => x,
             Err(e) => {
-                if dir != home || home.exists() {
-                    problems.push(Problem::new(
-                        Severity::Warning,
-                        Some(&dir),
-                        format!("cannot list: {e}"),
-                    ));
-                }
+                problems.push(Problem::new(
+                    Severity::Warning,
+                    Some(&shown),
+                    format!("cannot list: {e}"),
+                ));
                 continue;
             }
         };
-        let mut entries: Vec<_> = entries.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries.into_iter().rev() {
-            let name = e.file_name();
-            let name = name.as_bytes();
-            if name.starts_with(b".") {
+        entries.sort();
+        for (name, kind) in entries.into_iter().rev() {
+            let name_b = name.as_bytes();
+            if name_b.starts_with(b".") {
                 continue;
             }
-            let path = e.path();
+            let path = shown.join(&name);
             let child_rel = if rel.is_empty() {
-                name.to_vec()
+                name_b.to_vec()
             } else {
-                [rel.as_slice(), b"/", name].concat()
+                [rel.as_slice(), b"/", name_b].concat()
             };
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
+            let kind = match kind {
+                Some(k) => k,
+                None => match dir.stat_at(&name) {
+                    Ok(Some(st)) => st.kind,
+                    _ => continue,
+                },
             };
-            if meta.file_type().is_symlink() {
-                problems.push(Problem::new(
+            match kind {
+                Kind::Symlink => problems.push(Problem::new(
                     Severity::Note,
                     Some(&path),
                     "symbolic link: not followed",
-                ));
-            } else if meta.is_dir() {
-                if depth < MAX_DEPTH {
-                    stack.push((path, child_rel, depth + 1));
-                }
-            } else if meta.is_file() && path != inbox {
-                match looks_like(&path) {
-                    Kind::Mbox => found.push((child_rel, path)),
-                    Kind::OtherMailbox(why) => {
+                )),
+                Kind::Dir if depth < MAX_DEPTH => stack.push((child_rel, depth + 1)),
+                Kind::File if path != inbox => match looks_like(&dir, &name) {
+                    Sniffed::Mbox => found.push((child_rel, path)),
+                    Sniffed::OtherMailbox(why) => {
                         problems.push(Problem::new(Severity::Error, Some(&path), why))
                     }
-                    Kind::NotMail => {}
-                }
+                    Sniffed::NotMail => {}
+                },
+                _ => {}
             }
         }
-    }
-    if !skipped.is_empty() {
-        skipped.sort();
-        let shown: Vec<&str> = skipped.iter().take(5).map(String::as_str).collect();
-        let more = if skipped.len() > 5 {
-            format!(" and {} more", skipped.len() - 5)
-        } else {
-            String::new()
-        };
-        problems.push(Problem::new(
-            Severity::Note,
-            Some(home),
-            format!(
-                "skipped {} files that are not mbox ({}{more})",
-                skipped.len(),
-                shown.join(", ")
-            ),
-        ));
     }
     found.sort();
     found
 }
 
 /// UW-IMAP's mailbox formats that are directories: mix (and MH, which UW also served).
-pub fn uw_directory_store(dir: &Path) -> Option<String> {
-    if dir.join(".mixmeta").exists() {
+pub fn uw_directory_store(dir: &Dir) -> Option<String> {
+    let has = |name: &str| dir.stat_at(name).ok().flatten().is_some();
+    if has(".mixmeta") {
         Some(
             "UW-IMAP mix mailbox (a directory with .mixmeta): convert it with UW's mailutil first"
                 .into(),
         )
-    } else if dir.join(".mh_sequences").exists() {
+    } else if has(".mh_sequences") {
         Some("MH mailbox (a directory with .mh_sequences): not an mbox".into())
     } else {
         None
     }
 }
 
-enum Kind {
+enum Sniffed {
     Mbox,
     OtherMailbox(String),
     NotMail,
 }
 
-fn looks_like(path: &Path) -> Kind {
+fn looks_like(dir: &Dir, name: &OsStr) -> Sniffed {
     use std::io::Read;
     let mut head = [0u8; 4096];
-    let n = match mbox::open(path) {
-        Ok((mut f, _)) => f.read(&mut head).unwrap_or(0),
-        Err(_) => return Kind::NotMail,
+    let n = match dir.open_file(name, true) {
+        Ok(mut f) => f.read(&mut head).unwrap_or(0),
+        Err(_) => return Sniffed::NotMail,
     };
     let head = &head[..n];
     if n == 0 {
-        return Kind::NotMail;
+        return Sniffed::NotMail;
     }
     if let Some(why) = mbox::sniff(head) {
-        return Kind::OtherMailbox(why);
+        return Sniffed::OtherMailbox(why);
     }
     let start = head
         .iter()
@@ -448,54 +516,48 @@ fn looks_like(path: &Path) -> Kind {
         .unwrap_or(head.len());
     let line = head[start..].split(|&b| b == b'\n').next().unwrap_or(b"");
     if crate::fromline::parse(line).is_some() {
-        Kind::Mbox
+        Sniffed::Mbox
     } else {
-        Kind::NotMail
+        Sniffed::NotMail
     }
 }
 
-/// Why a source must not be read, checked before opening it: a symlink, a file outside `root`
-/// (the home, or the inbox's directory), a file not owned by `uid`, or not a regular file.
-/// `Ok(None)`: the file does not exist.
-pub fn check_source(
-    path: &Path,
-    root: &Path,
-    uid: Option<u32>,
-    trust_owners: bool,
-) -> Result<Option<std::fs::Metadata>, String> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
+/// Why an open failed, in words: the refusal's reason, or "cannot open" and the system's.
+pub fn open_error(e: &std::io::Error) -> String {
+    if e.raw_os_error().is_some() {
+        format!("cannot open: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
+/// Opens a source for reading through the safe walk (no symbolic link followed below the
+/// admin's directory), and checks the opened file: a regular file, owned by `owner` when that
+/// is given, and with a single link when its owner is not checked (a hard link could be
+/// another user's mail). `Ok(None)`: it does not exist.
+pub fn open_source(
+    at: &Anchored,
+    owner: Option<u32>,
+) -> Result<Option<(File, std::fs::Metadata)>, String> {
+    let file = match at.open_file(true) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot examine: {e}")),
+        Err(e) => return Err(open_error(&e)),
     };
-    if meta.file_type().is_symlink() {
-        return Err("is a symbolic link: refused, not followed".into());
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot examine: {e}"))?;
+    match owner {
+        Some(uid) if meta.uid() != uid => Err(format!(
+            "owned by uid {}, not by its user (uid {uid}): refused (--trust-owners accepts it)",
+            meta.uid()
+        )),
+        None if meta.nlink() > 1 => Err(format!(
+            "has {} hard links and its owner is not checked: refused (a link could be another user's mail)",
+            meta.nlink()
+        )),
+        _ => Ok(Some((file, meta))),
     }
-    if !meta.is_file() {
-        return Err(format!("{}: refused", mbox::describe_file_type(&meta)));
-    }
-    // The file itself is not a link; its directories may be.
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    match (parent.canonicalize(), root.canonicalize()) {
-        (Ok(real), Ok(root_real)) if real.starts_with(&root_real) => {}
-        (Ok(real), Ok(root_real)) => {
-            return Err(format!(
-                "resolves to {}, outside {}: refused",
-                real.join(path.file_name().unwrap_or_default()).display(),
-                root_real.display()
-            ));
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(format!("cannot resolve its directory: {e}")),
-    }
-    if let Some(uid) = uid {
-        if meta.uid() != uid && !trust_owners {
-            return Err(format!(
-                "owned by uid {}, not by its user (uid {uid}): refused (--trust-owners accepts it)",
-                meta.uid()
-            ));
-        }
-    }
-    Ok(Some(meta))
 }
 
 #[cfg(test)]
@@ -584,9 +646,9 @@ mod tests {
     }
 
     #[test]
-    fn sources_are_checked_before_reading() {
+    fn sources_are_opened_without_following_links() {
         let d = tempfile::tempdir().unwrap();
-        let home = d.path().join("home");
+        let home = d.path().join("home/alice");
         let other = d.path().join("other");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&other).unwrap();
@@ -594,32 +656,84 @@ mod tests {
         std::os::unix::fs::symlink(other.join("box"), home.join("link")).unwrap();
         std::os::unix::fs::symlink(&other, home.join("dirlink")).unwrap();
         std::fs::write(home.join("mine"), "x").unwrap();
+        let at = Anchored::from_pattern(&format!("{}/home/%u", d.path().display()), "alice");
         let me = sys::euid();
+        let err = |rel: &str, owner| open_source(&at.join(rel), owner).unwrap_err();
+        assert!(err("link", Some(me)).contains("symbolic link"));
+        assert!(err("dirlink/box", Some(me)).contains("dirlink is a symbolic link"));
+        assert!(err("mine", Some(me + 1)).contains("owned by"));
+        assert!(open_source(&at.join("mine"), None).unwrap().is_some());
+        std::fs::hard_link(home.join("mine"), home.join("twice")).unwrap();
+        assert!(err("twice", None).contains("hard links"));
+        assert!(open_source(&at.join("twice"), Some(me)).unwrap().is_some());
+        assert!(err(".", Some(me)).contains("directory"));
+        assert!(open_source(&at.join("absent"), Some(me)).unwrap().is_none());
         assert!(
-            check_source(&home.join("link"), &home, Some(me), false)
-                .unwrap_err()
-                .contains("symbolic link")
-        );
-        assert!(
-            check_source(&home.join("dirlink/box"), &home, Some(me), false)
-                .unwrap_err()
-                .contains("outside")
-        );
-        assert!(
-            check_source(&home.join("mine"), &home, Some(me + 1), false)
-                .unwrap_err()
-                .contains("owned by")
-        );
-        assert!(check_source(&home.join("mine"), &home, Some(me + 1), true).is_ok());
-        assert!(
-            check_source(&home, d.path(), Some(me), false)
-                .unwrap_err()
-                .contains("directory")
-        );
-        assert!(
-            check_source(&home.join("absent"), &home, Some(me), false)
+            open_source(&at.join("absent/deeper"), Some(me))
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn the_mailboxlist_is_read_safely() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("userlist"), "alice\nbob\ncarol\n").unwrap();
+        std::fs::write(d.path().join("secret"), "root:SECRET\n").unwrap();
+        for u in ["alice", "bob", "carol"] {
+            std::fs::create_dir_all(d.path().join("home").join(u)).unwrap();
+        }
+        let home = |u: &str| d.path().join("home").join(u).join(MAILBOXLIST);
+        std::os::unix::fs::symlink(d.path().join("secret"), home("alice")).unwrap();
+        nix::unistd::mkfifo(
+            &home("bob"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        std::fs::File::create(home("carol"))
+            .unwrap()
+            .set_len(MAILBOXLIST_LIMIT + 1)
+            .unwrap();
+        let t = std::time::Instant::now();
+        let host = layout(d.path(), false).load().unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        for (u, why) in host
+            .users
+            .iter()
+            .zip(["symbolic link", "FIFO", "more than"])
+        {
+            assert_eq!(u.mailboxlist, None);
+            let p = u
+                .problems
+                .iter()
+                .find(|p| p.path.as_deref() == Some(home(&u.name).as_path()))
+                .unwrap();
+            assert!(p.message.contains(why), "{p}");
+            assert!(!p.to_string().contains("SECRET"));
+        }
+    }
+
+    #[test]
+    fn the_home_itself_is_not_a_folder() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("userlist"), "alice\n").unwrap();
+        std::fs::write(
+            d.path().join("folderlist"),
+            "alice/.\nalice/./\nalice/mail/.\n",
+        )
+        .unwrap();
+        let text = layout(d.path(), true).load().unwrap_err().to_string();
+        assert!(
+            text.contains("line 1: \"alice/.\": names the home itself"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 2: \"alice/./\": names the home itself"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 bad line(s)") || text.contains("2 bad line(s)"),
+            "{text}"
         );
     }
 }

@@ -71,6 +71,27 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Raises the soft limit on open files to the hard limit; returns the soft limit now.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    // SAFETY: `rlimit` is plain data that getrlimit fills in.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a live, initialised local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
 /// Flushes the file system holding `path` (`syncfs`).
 pub fn syncfs(path: &Path) -> io::Result<()> {
     let f = std::fs::File::open(path)?;

@@ -1,8 +1,13 @@
 //! Turning a From_ line date into INTERNALDATE (seconds since the epoch).
 //!
 //! c-client wrote From_ lines with `ctime()`: local time with no zone. Such dates are read in the
-//! UW server's time zone (`--timezone`, default the host's), with its DST rules at that date, as
-//! Dovecot does with `mktime()`. A numeric zone, or a zone name c-client knew, wins.
+//! UW server's time zone (`--timezone`, default the host's). A numeric zone, or a zone name
+//! c-client knew, wins.
+//!
+//! Deliberate difference: c-client applied the UTC offset in force on the day it opened the
+//! mailbox (today's, so the INTERNALDATE of a winter message moved when summer came); mboxfs
+//! applies the offset in force on the message's date, with the zone's DST rules, which is what
+//! the date meant and stays the same on every run.
 
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::TimeZone;
@@ -93,8 +98,25 @@ mod tests {
 
     #[test]
     fn extremes_and_rollover() {
-        assert!(at("From x Mon Jan  1 00:00:00 0001", "UTC").unwrap() < -62_000_000_000);
-        assert!(at("From x Fri Dec 31 23:59:59 9999", "UTC").unwrap() > 253_000_000_000);
+        let date = |year| MboxDate {
+            year,
+            month: 12,
+            day: 31,
+            hour: 23,
+            minute: 59,
+            second: 59,
+            zone: Zone::Local,
+            parsed: true,
+        };
+        let utc = load(Some("UTC")).unwrap();
+        assert!(resolve(&date(1), &utc).unwrap() < -62_000_000_000);
+        assert!(resolve(&date(9999), &utc).unwrap() > 253_000_000_000);
+        // c-client's range: 1970 to 2097.
+        assert_eq!(at("From x Thu Jan  1 00:00:00 1970", "UTC"), Some(0));
+        assert_eq!(
+            at("From x Wed Dec 31 23:59:59 2097", "UTC"),
+            Some(4_039_372_799)
+        );
         let mar3 = at("From x Tue Mar  3 00:00:00 1992", "UTC").unwrap();
         assert_eq!(
             at("From x Mon Feb 31 00:00:00 1992", "UTC"),

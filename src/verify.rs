@@ -6,8 +6,15 @@
 //! lock files, moving a message from `new/` to `cur/` (same flags), a `G` GUID or a higher `N` in
 //! the uidlist header, extension fields in uidlist records, and subscriptions rewritten in
 //! another format.
+//!
+//! DEST is read as `materialize` writes it: from directory descriptors, through the safe open
+//! ([`safe`](crate::safe)). A symbolic link in DEST is a difference, and is never followed; so is
+//! anything but a regular file where a file is expected. Nothing is written: a finished DEST on
+//! a read-only file system verifies. A `materialize` writing DEST holds its lock: verify then
+//! refuses at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -18,6 +25,10 @@ use crate::materialize::base_of;
 use crate::mbox::{self, IndexOptions};
 use crate::model::{self, Folder, Subdir, Tree, UserTree};
 use crate::parallel;
+use crate::safe::{Dir, Kind};
+
+/// The largest `subscriptions` or `dovecot-keywords` read from DEST.
+const CONTROL_LIMIT: u64 = 16 << 20;
 
 /// The differences found in one folder.
 #[derive(Debug, Default)]
@@ -28,27 +39,50 @@ pub struct FolderReport {
 }
 
 /// Compares every folder (`jobs` at once). Returns one report per folder, then one per user for
-/// user-level files and folders that should not be there.
-pub fn run(tree: &Tree, index_opts: &IndexOptions, dest: &Path, jobs: usize) -> Vec<FolderReport> {
+/// user-level files and folders that should not be there. Fails when DEST cannot be opened, or
+/// a `materialize` is writing it.
+pub fn run(
+    tree: &Tree,
+    index_opts: &IndexOptions,
+    dest: &Path,
+    jobs: usize,
+) -> Result<Vec<FolderReport>, String> {
+    let dest = Dir::open_trusted(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let _lock = dest
+        .try_lock(false)
+        .map_err(|e| format!("{}: {e}", dest.path().display()))?
+        .ok_or_else(|| {
+            format!(
+                "{}: a mboxfs materialize is writing it; verify when it has ended",
+                dest.path().display()
+            )
+        })?;
     let work: Vec<(&UserTree, &Folder)> = tree
         .users
         .iter()
         .flat_map(|u| u.folders.iter().map(move |f| (u, f)))
         .collect();
-    let mut reports = parallel::map(&work, jobs, |(u, f)| verify_folder(u, f, index_opts, dest));
+    let mut reports = parallel::map(&work, jobs, |(u, f)| verify_folder(u, f, index_opts, &dest));
     for u in &tree.users {
-        reports.push(verify_user(u, dest));
+        reports.push(verify_user(u, &dest));
     }
-    reports
+    Ok(reports)
 }
 
-fn verify_user(u: &UserTree, dest: &Path) -> FolderReport {
+fn verify_user(u: &UserTree, dest: &Dir) -> FolderReport {
     let mut r = FolderReport {
         folder: format!("{} (user files)", u.name),
         ..Default::default()
     };
-    let root = dest.join(&u.name);
-    match std::fs::read(root.join(model::SUBSCRIPTIONS)) {
+    let root = match dest.open_dir(&u.name) {
+        Ok(d) => d,
+        Err(e) => {
+            r.problems
+                .push(format!("{}: {e}", dest.path().join(&u.name).display()));
+            return r;
+        }
+    };
+    match root.read_small(model::SUBSCRIPTIONS, CONTROL_LIMIT) {
         Ok(have) => {
             let want = subscription_set(&u.subscriptions_file());
             let have = subscription_set(&have);
@@ -62,15 +96,21 @@ fn verify_user(u: &UserTree, dest: &Path) -> FolderReport {
         Err(e) => r.problems.push(format!("subscriptions: {e}")),
     }
     let known: BTreeSet<&str> = u.folders.iter().map(|f| f.dir.as_str()).collect();
-    if let Ok(rd) = std::fs::read_dir(&root) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.')
-                && e.file_type().is_ok_and(|t| t.is_dir())
-                && !known.contains(name.as_str())
-            {
-                r.problems
-                    .push(format!("folder {name} is not in the source"));
+    if let Ok(entries) = root.list() {
+        for (name, kind) in entries {
+            let name = name.to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                continue;
+            }
+            let kind = kind.or_else(|| root.stat_at(&name).ok().flatten().map(|s| s.kind));
+            match kind {
+                Some(Kind::Dir) if !known.contains(name.as_str()) => r
+                    .problems
+                    .push(format!("folder {name} is not in the source")),
+                Some(Kind::Symlink) => r
+                    .problems
+                    .push(format!("{name} is a symbolic link (not followed)")),
+                _ => {}
             }
         }
     }
@@ -98,9 +138,8 @@ fn subscription_set(data: &[u8]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Reads `path` and compares it with the message's served bytes.
-fn same_bytes(path: &Path, source: &File, index: &FolderIndex, m: &Msg) -> io::Result<bool> {
-    let mut f = File::open(path)?;
+/// Reads `file` and compares it with the message's served bytes.
+fn same_bytes(mut f: File, source: &File, index: &FolderIndex, m: &Msg) -> io::Result<bool> {
     let size = m.size(index);
     if f.metadata()?.len() != size {
         return Ok(false);
@@ -127,7 +166,7 @@ fn flags_of(name: &str) -> &str {
     name.split_once(":2,").map_or("", |(_, f)| f)
 }
 
-fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Path) -> FolderReport {
+fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Dir) -> FolderReport {
     let mut r = FolderReport {
         folder: format!("{}/{}", u.name, f.display),
         ..Default::default()
@@ -136,7 +175,8 @@ fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Pat
         r.problems.push(format!("source refused: {why}"));
         return r;
     }
-    let (index, _) = match f.index(index_opts) {
+    // Indexed from the descriptor its bytes are then compared from.
+    let (index, source) = match f.index(index_opts) {
         Ok(x) => x,
         Err(e) => {
             r.problems.push(format!("source unreadable: {e}"));
@@ -144,11 +184,20 @@ fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Pat
         }
     };
     r.messages = index.messages.len();
-    let dir = dest.join(&u.name).join(&f.dir);
-    if !dir.is_dir() {
-        r.problems.push(format!("{} is missing", dir.display()));
-        return r;
-    }
+    let rel = Path::new(&u.name).join(&f.dir);
+    let dir = match dest.open_dir(&rel) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            r.problems
+                .push(format!("{} is missing", dest.path().join(&rel).display()));
+            return r;
+        }
+        Err(e) => {
+            r.problems
+                .push(format!("{}: {e}", dest.path().join(&rel).display()));
+            return r;
+        }
+    };
     const MAX_LISTED: usize = 50;
     let note = |r: &mut FolderReport, s: String| {
         if r.problems.len() < MAX_LISTED {
@@ -159,29 +208,34 @@ fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Pat
     };
     // What is there: base -> (dir, name).
     let mut present: HashMap<String, (Subdir, String)> = HashMap::new();
+    let mut subdirs: HashMap<Subdir, Dir> = HashMap::new();
     for s in [Subdir::Cur, Subdir::New] {
-        match std::fs::read_dir(dir.join(s.name())) {
-            Ok(rd) => {
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if let Some((other, _)) =
-                        present.insert(base_of(&name).to_string(), (s, name.clone()))
-                    {
-                        note(
-                            &mut r,
-                            format!("{name} is in both new/ and cur/ (was {})", other.name()),
-                        );
-                    }
-                }
+        let listed = dir.open_dir(s.name()).and_then(|d| Ok((d.list()?, d)));
+        let (entries, sub) = match listed {
+            Ok(x) => x,
+            Err(e) => {
+                note(&mut r, format!("{}/: {e}", s.name()));
+                continue;
             }
-            Err(e) => note(&mut r, format!("{}/: {e}", s.name())),
+        };
+        for (name, kind) in entries {
+            let name = OsString::into_string(name).unwrap_or_else(|n| n.to_string_lossy().into());
+            let kind = kind.or_else(|| sub.stat_at(&name).ok().flatten().map(|st| st.kind));
+            if kind != Some(Kind::File) {
+                let what = kind.map_or("cannot be examined", Kind::describe);
+                note(&mut r, format!("{}/{name} {what} (not followed)", s.name()));
+                continue;
+            }
+            if let Some((other, _)) = present.insert(base_of(&name).to_string(), (s, name.clone()))
+            {
+                note(
+                    &mut r,
+                    format!("{name} is in both new/ and cur/ (was {})", other.name()),
+                );
+            }
         }
+        subdirs.insert(s, sub);
     }
-    let source = f
-        .source
-        .as_ref()
-        .and_then(|p| mbox::open(p).ok())
-        .map(|(file, _)| file);
     for m in &index.messages {
         let (sub, name) = f.message_file(&index, m);
         let base = base_of(&name).to_string();
@@ -192,7 +246,6 @@ fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Pat
             );
             continue;
         };
-        let path = dir.join(have_sub.name()).join(&have_name);
         let want_flags = m.maildir_flags();
         let moved_by_dovecot = sub == Subdir::New && have_sub == Subdir::Cur;
         if flags_of(&have_name) != want_flags || (have_sub != sub && !moved_by_dovecot) {
@@ -206,15 +259,30 @@ fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Pat
                 ),
             );
         }
-        match std::fs::metadata(&path) {
-            Ok(md) if md.mtime() != m.time => note(
+        let file = match subdirs[&have_sub].open_file(&have_name, false) {
+            Ok(f) => f,
+            Err(e) => {
+                note(&mut r, format!("UID {}: {e}", m.uid));
+                continue;
+            }
+        };
+        let want_mtime = model::message_mtime(m);
+        match file.metadata() {
+            Ok(md) if md.mtime() != want_mtime => note(
                 &mut r,
-                format!("UID {}: mtime {} instead of {}", m.uid, md.mtime(), m.time),
+                format!(
+                    "UID {}: mtime {} instead of {want_mtime}",
+                    m.uid,
+                    md.mtime()
+                ),
             ),
             Ok(_) => {}
             Err(e) => note(&mut r, format!("UID {}: {e}", m.uid)),
         }
-        match source.as_ref().map(|s| same_bytes(&path, s, &index, m)) {
+        match source
+            .as_ref()
+            .map(|s| same_bytes(file, &s.file, &index, m))
+        {
             Some(Ok(true)) => {}
             Some(Ok(false)) => note(&mut r, format!("UID {}: bytes differ ({have_name})", m.uid)),
             Some(Err(e)) => note(&mut r, format!("UID {}: cannot compare: {e}", m.uid)),
@@ -226,10 +294,16 @@ fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Pat
     for (s, name) in extra {
         note(&mut r, format!("extra: {}/{name}", s.name()));
     }
-    verify_uidlist(&mut r, f, &index, &dir.join(model::UIDLIST));
+    let uidlist_limit = index.messages.len() as u64 * 256 + (1 << 20);
+    verify_uidlist(
+        &mut r,
+        f,
+        &index,
+        dir.read_small(model::UIDLIST, uidlist_limit),
+    );
     match (
         f.keywords_file(&index),
-        std::fs::read(dir.join(model::KEYWORDS)),
+        dir.read_small(model::KEYWORDS, CONTROL_LIMIT),
     ) {
         (None, _) => {}
         (Some(want), Ok(have)) => {
@@ -248,14 +322,20 @@ fn verify_folder(u: &UserTree, f: &Folder, index_opts: &IndexOptions, dest: &Pat
         }
         (Some(_), Err(e)) => note(&mut r, format!("dovecot-keywords: {e}")),
     }
-    if !f.is_inbox() && !dir.join(model::MAILDIRFOLDER).is_file() {
+    let marker = dir.stat_at(model::MAILDIRFOLDER).ok().flatten();
+    if !f.is_inbox() && marker.is_none_or(|st| st.kind != Kind::File) {
         note(&mut r, "maildirfolder is missing".into());
     }
     r
 }
 
-fn verify_uidlist(r: &mut FolderReport, f: &Folder, index: &FolderIndex, path: &Path) {
-    let text = match std::fs::read(path) {
+fn verify_uidlist(
+    r: &mut FolderReport,
+    f: &Folder,
+    index: &FolderIndex,
+    read: io::Result<Vec<u8>>,
+) {
+    let text = match read {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) => {
             r.problems.push(format!("dovecot-uidlist: {e}"));

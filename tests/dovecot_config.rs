@@ -263,21 +263,9 @@ fn flags_of(untagged: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
-    common::require_root_and_tools(&["dovecot", "doveadm"]);
-    let host = Host::make(&[
-        "--users",
-        "2",
-        "--folders",
-        "2",
-        "--messages",
-        "6",
-        "--seed",
-        "5",
-    ]);
-    let before = common::tree_hashes(host.path());
-    let m = Mount::start(&host.source_args(), &["--owner", "nobody"]);
+/// A Dovecot configured by `mboxfs dovecot-config` (virtual users, owner nobody) serving the
+/// mount; returns it with its port and scratch directory.
+fn preview_dovecot(host: &Host, m: &Mount, writable: bool) -> (Dovecot, u16, tempfile::TempDir) {
     let dir = common::open_dir("mboxfs-dvconf");
     let d = dir.path();
     for sub in ["homes", "volatile"] {
@@ -289,8 +277,8 @@ fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
         std::os::unix::fs::PermissionsExt::from_mode(0o1777),
     )
     .unwrap();
-    let users = host.users();
-    let passwd: String = users
+    let passwd: String = host
+        .users()
         .iter()
         .map(|u| format!("{u}:{{PLAIN}}pw::::::\n"))
         .collect();
@@ -307,29 +295,34 @@ fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
     std::fs::write(d.join("readonly.acl"), acl.stdout).unwrap();
     let port = common::free_port();
     let p = |s: &str| d.join(s).display().to_string();
-    let out = dovecot_config(&[
-        "--mountpoint",
-        &m.mountpoint.display().to_string(),
-        "--virtual",
-        "--owner",
-        "nobody",
-        "--passwd-file",
-        &p("passwd"),
-        "--port",
-        &port.to_string(),
-        "--listen",
-        "127.0.0.1",
-        "--base-dir",
-        &p("run"),
-        "--log-path",
-        &p("dovecot.log"),
-        "--acl-file",
-        &p("readonly.acl"),
-        "--homes",
-        &p("homes"),
-        "--volatile-dir",
-        &p("volatile"),
-    ]);
+    let mut args = vec![
+        "--mountpoint".to_string(),
+        m.mountpoint.display().to_string(),
+        "--virtual".into(),
+        "--owner".into(),
+        "nobody".into(),
+        "--passwd-file".into(),
+        p("passwd"),
+        "--port".into(),
+        port.to_string(),
+        "--listen".into(),
+        "127.0.0.1".into(),
+        "--base-dir".into(),
+        p("run"),
+        "--log-path".into(),
+        p("dovecot.log"),
+        "--acl-file".into(),
+        p("readonly.acl"),
+        "--homes".into(),
+        p("homes"),
+        "--volatile-dir".into(),
+        p("volatile"),
+    ];
+    if writable {
+        args.push("--writable".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = dovecot_config(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -343,7 +336,26 @@ fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
     );
     std::fs::write(d.join("dovecot.conf"), &out.stdout).unwrap();
     let dovecot = Dovecot::start(&d.join("dovecot.conf"), port, d.join("dovecot.log"));
+    (dovecot, port, dir)
+}
 
+#[test]
+fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
+    common::require_root_and_tools(&["dovecot", "doveadm"]);
+    let host = Host::make(&[
+        "--users",
+        "2",
+        "--folders",
+        "2",
+        "--messages",
+        "6",
+        "--seed",
+        "5",
+    ]);
+    let before = common::tree_hashes(host.path());
+    let m = Mount::start(&host.source_args(), &["--owner", "nobody"]);
+    let (dovecot, port, _dir) = preview_dovecot(&host, &m, false);
+    let users = host.users();
     let user = &users[0];
     // Only the passwd-file's users, with their password.
     let mut c = Imap::connect(port);
@@ -446,6 +458,63 @@ fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
     c.cmd("LOGOUT", None);
     drop(c);
 
+    let log = dovecot.log();
+    assert!(!log.contains("Error:") && !log.contains("Panic:"), "{log}");
+    drop(dovecot);
+    drop(m);
+    assert_eq!(common::tree_hashes(host.path()), before, "a source changed");
+}
+
+#[test]
+fn the_writable_preview_lets_testers_write() {
+    common::require_root_and_tools(&["dovecot", "doveadm"]);
+    let host = Host::make(&[
+        "--users",
+        "1",
+        "--folders",
+        "2",
+        "--messages",
+        "5",
+        "--seed",
+        "6",
+    ]);
+    let before = common::tree_hashes(host.path());
+    let m = Mount::start(&host.source_args(), &["--owner", "nobody", "--writable"]);
+    let (dovecot, port, _dir) = preview_dovecot(&host, &m, true);
+    let user = &host.users()[0];
+    let message: &[u8] = b"From: t@example.org\r\nSubject: test\r\n\r\nhello\r\n";
+    let mut c = Imap::connect(port);
+    c.cmd(&format!("LOGIN {user} pw"), None);
+    let (sel, a) = c.cmd("SELECT INBOX", None);
+    assert_eq!(a, "OK [READ-WRITE] Select completed", "{sel:?}");
+    let got: Vec<String> = [
+        c.cmd("CREATE Tested", None).1,
+        c.cmd("APPEND Tested", Some(message)).1,
+        c.cmd("COPY 1 Tested", None).1,
+        c.cmd("STORE 1 +FLAGS (\\Flagged)", None).1,
+        c.cmd("RENAME Tested Tested2", None).1,
+    ]
+    .into_iter()
+    .map(|a| {
+        a.split(" [")
+            .next()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    })
+    .collect();
+    assert_eq!(got, ["OK"; 5], "{}", dovecot.log());
+    c.cmd("LOGOUT", None);
+    let mut c = Imap::connect(port);
+    c.cmd(&format!("LOGIN {user} pw"), None);
+    let (st, _) = c.cmd("STATUS Tested2 (MESSAGES)", None);
+    assert_eq!(st, ["* STATUS Tested2 (MESSAGES 2)"]);
+    c.cmd("SELECT INBOX", None);
+    let (f, _) = c.cmd("FETCH 1 (FLAGS)", None);
+    assert!(f[0].contains("\\Flagged"), "{f:?}");
+    c.cmd("LOGOUT", None);
     let log = dovecot.log();
     assert!(!log.contains("Error:") && !log.contains("Panic:"), "{log}");
     drop(dovecot);

@@ -13,6 +13,20 @@ pub(super) enum Node {
     Overlay(usize, OsString),
 }
 
+impl Node {
+    /// The folder a node belongs to (`None` for the root).
+    pub(super) fn folder(&self) -> Option<usize> {
+        match self {
+            Node::Root => None,
+            Node::FolderDir(g)
+            | Node::Sub(g, _)
+            | Node::Control(g, _)
+            | Node::Message(g, ..)
+            | Node::Overlay(g, _) => Some(*g),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Control {
     Uidlist,
@@ -74,9 +88,7 @@ impl MailFs {
         }
         let rel = ino.checked_sub(FIRST_BLOCK)?;
         let g = (rel / BLOCK) as usize;
-        if g >= self.folders.len() {
-            return None;
-        }
+        self.state(g)?;
         Some(match rel % BLOCK {
             0 => Node::FolderDir(g),
             1 => Node::Sub(g, Subdir::Cur),
@@ -94,11 +106,13 @@ impl MailFs {
     }
 }
 
-/// Inode numbers of overlay files, which follow renames.
+/// Inode numbers of overlay files, which follow renames and hard links (Dovecot rotates its
+/// transaction log with `link`).
 #[derive(Default)]
 pub(super) struct OverlayInodes {
     by_name: HashMap<(usize, OsString), Ino>,
-    by_ino: HashMap<Ino, (usize, OsString)>,
+    /// Every name of an inode (more than one after `link`).
+    names: HashMap<Ino, (usize, Vec<OsString>)>,
     next: u64,
 }
 
@@ -110,26 +124,43 @@ impl OverlayInodes {
         }
         let ino = OVERLAY_BASE + self.next;
         self.next += 1;
-        self.by_name.insert(key.clone(), ino);
-        self.by_ino.insert(ino, key);
+        self.by_name.insert(key, ino);
+        self.names.insert(ino, (g, vec![name.to_os_string()]));
         ino
     }
 
     pub(super) fn name(&self, ino: Ino) -> Option<(usize, OsString)> {
-        self.by_ino.get(&ino).cloned()
+        let (g, names) = self.names.get(&ino)?;
+        Some((*g, names.first()?.clone()))
     }
 
     pub(super) fn remove(&mut self, g: usize, name: &OsStr) {
-        if let Some(ino) = self.by_name.remove(&(g, name.to_os_string())) {
-            self.by_ino.remove(&ino);
+        let Some(ino) = self.by_name.remove(&(g, name.to_os_string())) else {
+            return;
+        };
+        if let Some((_, names)) = self.names.get_mut(&ino) {
+            names.retain(|n| n != name);
+            if names.is_empty() {
+                self.names.remove(&ino);
+            }
+        }
+    }
+
+    /// `to` becomes another name of `from`'s inode.
+    pub(super) fn link(&mut self, g: usize, from: &OsStr, to: &OsStr) {
+        self.remove(g, to);
+        let ino = self.ino(g, from);
+        self.by_name.insert((g, to.to_os_string()), ino);
+        if let Some((_, names)) = self.names.get_mut(&ino) {
+            names.push(to.to_os_string());
         }
     }
 
     pub(super) fn rename(&mut self, g: usize, from: &OsStr, to: &OsStr) {
-        self.remove(g, to);
-        if let Some(ino) = self.by_name.remove(&(g, from.to_os_string())) {
-            self.by_name.insert((g, to.to_os_string()), ino);
-            self.by_ino.insert(ino, (g, to.to_os_string()));
+        if from == to {
+            return;
         }
+        self.link(g, from, to);
+        self.remove(g, from);
     }
 }

@@ -3,13 +3,20 @@
 use super::*;
 
 impl MailFs {
-    pub(super) fn overlay_dir(&self, g: usize) -> PathBuf {
-        let s = &self.folders[g];
-        let user = &self.tree.users[s.user];
-        state_path(&self.opts.state_dir, &user.name, &user.folders[s.folder])
+    /// Where a folder's overlay files are (made on first use).
+    pub(super) fn overlay_dir(&self, st: &FolderState) -> PathBuf {
+        if let Err(e) = writable::make_private_dir(&st.state_dir) {
+            log::error!("state directory {}: {e}", st.state_dir.display());
+        }
+        st.state_dir.clone()
     }
 
-    pub(super) fn overlay_file(&self, ino: Ino, g: usize, name: &OsStr) -> Result<Arc<File>> {
+    pub(super) fn overlay_file(
+        &self,
+        ino: Ino,
+        st: &FolderState,
+        name: &OsStr,
+    ) -> Result<Arc<File>> {
         let mut cache = self.overlay_files.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = cache.get(&ino) {
             return Ok(f.clone());
@@ -19,7 +26,7 @@ impl MailFs {
                 .read(true)
                 .write(true)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(self.overlay_dir(g).join(name))?,
+                .open(self.overlay_dir(st).join(name))?,
         );
         cache.put(ino, f.clone());
         Ok(f)
@@ -29,7 +36,28 @@ impl MailFs {
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Overlay(g, name) => {
-                self.overlay_file(ino, g, &name)?
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let path = self.overlay_dir(&st).join(&name);
+                self.charge_growth(&st, &path, offset + data.len() as u64)?;
+                self.overlay_file(ino, &st, &name)?
+                    .write_all_at(data, offset)?;
+                Ok(data.len() as u32)
+            }
+            Node::Control(g, c) if self.opts.writable => {
+                // Dovecot appends to its uidlist in place: from now on the folder's copy in the
+                // state directory is written, and read back merged with ours.
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let path = self.overlay_dir(&st).join(c.name());
+                if !path.exists() {
+                    let bytes = self.control_bytes(g, &st, c)?.ok_or(Errno::ENOENT)?;
+                    self.charge_growth(&st, &path, bytes.len() as u64)?;
+                    std::fs::write(&path, bytes)?;
+                }
+                self.charge_growth(&st, &path, offset + data.len() as u64)?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)?
                     .write_all_at(data, offset)?;
                 Ok(data.len() as u32)
             }
@@ -39,15 +67,16 @@ impl MailFs {
 
     pub fn fsync(&self, ino: Ino) -> Result<()> {
         if let Some(Node::Overlay(g, name)) = self.decode(ino) {
-            self.overlay_file(ino, g, &name)?.sync_data()?;
+            let st = self.state(g).ok_or(Errno::ENOENT)?;
+            self.overlay_file(ino, &st, &name)?.sync_data()?;
         }
         Ok(())
     }
     // ---- writing (the overlay) ----
 
-    pub(super) fn writable_dir(&self, parent: Ino) -> Result<usize> {
+    pub(super) fn writable_dir(&self, parent: Ino) -> Result<(usize, Arc<FolderState>)> {
         match self.decode(parent).ok_or(Errno::ENOENT)? {
-            Node::FolderDir(g) => Ok(g),
+            Node::FolderDir(g) => Ok((g, self.state(g).ok_or(Errno::ENOENT)?)),
             Node::Root | Node::Sub(..) => Err(Errno::EACCES),
             _ => Err(Errno::ENOTDIR),
         }
@@ -58,45 +87,70 @@ impl MailFs {
     /// inode, like every file's (the descriptor used for them is opened without `O_APPEND`,
     /// which would make positioned writes append).
     pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<Attr> {
-        let g = self.writable_dir(parent)?;
+        if let Ok((g, st, sub)) = self.writable_sub(parent) {
+            return self.create_message_file(g, &st, sub, name, mode, flags);
+        }
+        let (g, st) = self.writable_dir(parent)?;
+        if self.opts.writable
+            && name == OsStr::new(model::MAILDIRFOLDER)
+            && !st.folder.is_inbox()
+            && flags & libc::O_EXCL == 0
+        {
+            // A folder made by CREATE: the marker is there already.
+            return self.control_attr(g, &st, Control::Maildirfolder);
+        }
         if !overlay_name_ok(name) || self.is_generated_name(g, name) {
             return Err(Errno::EACCES);
         }
+        let path = self.overlay_dir(&st).join(name);
+        self.charge_creation(&st, &path, flags)?;
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(flags & libc::O_TRUNC != 0)
             .custom_flags(libc::O_NOFOLLOW | (flags & libc::O_EXCL))
             .mode(mode & 0o666)
-            .open(self.overlay_dir(g).join(name))?;
-        self.overlay_attr(g, name)
+            .open(&path)?;
+        self.overlay_attr(g, &st, name)
     }
 
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
-        let g = self.writable_dir(parent)?;
+        if let Ok((g, st, sub)) = self.writable_sub(parent) {
+            return self.unlink_message(g, &st, sub, name);
+        }
+        let (g, st) = self.writable_dir(parent)?;
         if self.is_generated_name(g, name) || !overlay_name_ok(name) {
             // Dovecot's own copy of a generated file may be removed; the file stays.
             if let Some(c) = Control::ALL.iter().find(|c| OsStr::new(c.name()) == name) {
-                let _ = std::fs::remove_file(self.overlay_dir(g).join(c.name()));
+                let _ = std::fs::remove_file(self.overlay_dir(&st).join(c.name()));
             }
             return Err(Errno::EACCES);
         }
-        std::fs::remove_file(self.overlay_dir(g).join(name))?;
-        let ino = self.overlay_ino(g, name);
-        self.overlay_files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop(&ino);
-        self.overlay_inos
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(g, name);
+        let path = self.overlay_dir(&st).join(name);
+        self.refund_file(&st, &path);
+        std::fs::remove_file(&path)?;
+        self.forget_overlay(g, name);
         Ok(())
     }
 
     pub fn rename(&self, parent: Ino, name: &OsStr, newparent: Ino, newname: &OsStr) -> Result<()> {
-        let g = self.writable_dir(parent)?;
-        let g2 = self.writable_dir(newparent)?;
+        if let (Ok((g, st, from)), Ok((g2, _, to))) =
+            (self.writable_sub(parent), self.writable_sub(newparent))
+        {
+            if g != g2 {
+                return Err(Errno::EXDEV);
+            }
+            return self.rename_message(g, &st, (from, name), (to, newname));
+        }
+        let (g, st) = self.writable_dir(parent)?;
+        if self.opts.writable && parent == newparent && st.folder.is_inbox() {
+            if let (Some(from), Some(to)) = (name.to_str(), newname.to_str()) {
+                if from.starts_with('.') && self.subfolder_any(g, from).is_some() {
+                    return self.rename_folder(&st, from, to);
+                }
+            }
+        }
+        let (g2, _) = self.writable_dir(newparent)?;
         if g != g2 {
             return Err(Errno::EXDEV);
         }
@@ -109,10 +163,11 @@ impl MailFs {
         {
             return Err(Errno::EACCES);
         }
-        if newname == OsStr::new(model::SUBSCRIPTIONS) && !self.folder(g).is_inbox() {
+        if newname == OsStr::new(model::SUBSCRIPTIONS) && !st.folder.is_inbox() {
             return Err(Errno::EACCES);
         }
-        let dir = self.overlay_dir(g);
+        let dir = self.overlay_dir(&st);
+        self.refund_file(&st, &dir.join(newname));
         std::fs::rename(dir.join(name), dir.join(newname))?;
         // What we show for a generated name may include what Dovecot wrote there.
         if let Some(c) = Control::ALL
@@ -129,6 +184,31 @@ impl MailFs {
         Ok(())
     }
 
+    /// Another name for one of Dovecot's files, in the same folder directory (Dovecot rotates
+    /// its transaction log this way).
+    pub fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
+        if self.writable_sub(newparent).is_ok() {
+            return self.link_message(ino, newparent, newname);
+        }
+        let Some(Node::Overlay(g, name)) = self.decode(ino) else {
+            return Err(Errno::EACCES);
+        };
+        let (g2, st) = self.writable_dir(newparent)?;
+        if g != g2 {
+            return Err(Errno::EXDEV);
+        }
+        if !overlay_name_ok(newname) || self.is_generated_name(g, newname) {
+            return Err(Errno::EACCES);
+        }
+        let dir = self.overlay_dir(&st);
+        std::fs::hard_link(dir.join(&name), dir.join(newname))?;
+        self.overlay_inos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .link(g, &name, newname);
+        self.overlay_attr(g, &st, newname)
+    }
+
     /// Changes an overlay file's size, mode or times. Anything else is refused.
     pub fn setattr(
         &self,
@@ -139,8 +219,11 @@ impl MailFs {
     ) -> Result<Attr> {
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Overlay(g, name) => {
-                let path = self.overlay_dir(g).join(&name);
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let path = self.overlay_dir(&st).join(&name);
                 if let Some(len) = size {
+                    let old = path.symlink_metadata().map_or(0, |m| m.len());
+                    self.charge(&st, quota::cost(len) as i64 - quota::cost(old) as i64)?;
                     std::fs::OpenOptions::new()
                         .write(true)
                         .custom_flags(libc::O_NOFOLLOW)
@@ -164,7 +247,7 @@ impl MailFs {
                     }
                     f.set_times(t)?;
                 }
-                self.overlay_attr(g, &name)
+                self.overlay_attr(g, &st, &name)
             }
             _ if size.is_none() && mode.is_none() => {
                 // Touching times of the read-only view: accepted, nothing changes.
@@ -173,16 +256,6 @@ impl MailFs {
             _ => Err(Errno::EACCES),
         }
     }
-}
-
-/// Where a folder's overlay files live in the state directory.
-pub(super) fn state_path(state: &Path, user: &str, f: &Folder) -> PathBuf {
-    let dir = if f.is_inbox() {
-        "_INBOX"
-    } else {
-        f.dir.as_str()
-    };
-    state.join(user).join(dir)
 }
 
 /// Names Dovecot may create in a folder directory: not `.`/`..`, not hidden (a `.Name` there
@@ -237,6 +310,66 @@ pub fn merge_uidlist(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
     head.push('\n');
     let mut out = head.into_bytes();
     out.extend_from_slice(our_rest);
+    out
+}
+
+/// On a writable mount: our records (the mbox's messages still shown), Dovecot's records of the
+/// files testers added (its UIDs, at or above our next UID), in UID order, under the header of
+/// [`merge_uidlist`].
+pub(super) fn merge_uidlist_keeping_theirs(ours: &[u8], theirs: Option<&[u8]>) -> Vec<u8> {
+    let merged = merge_uidlist(ours, theirs);
+    let Some(theirs) = theirs else {
+        return merged;
+    };
+    if merged.as_slice() == ours && split_first_line(ours).0 != split_first_line(theirs).0 {
+        // Another UIDVALIDITY (or not a uidlist): theirs is out of date.
+        let (oh, _) = split_first_line(ours);
+        let (th, _) = split_first_line(theirs);
+        let v = |h: &[u8]| {
+            String::from_utf8_lossy(h)
+                .split(' ')
+                .find(|f| f.starts_with('V'))
+                .map(str::to_string)
+        };
+        if v(oh) != v(th) {
+            return merged;
+        }
+    }
+    let (head, our_records) = split_first_line(&merged);
+    let base = |line: &[u8]| -> Option<(u32, Vec<u8>)> {
+        let text = std::str::from_utf8(line).ok()?;
+        let uid = text.split(' ').next()?.parse().ok()?;
+        let name = text.rsplit_once(':')?.1;
+        Some((uid, name.split(':').next()?.as_bytes().to_vec()))
+    };
+    let mut records: Vec<(u32, &[u8])> = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    let mut uids = std::collections::HashSet::new();
+    for line in our_records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if let Some((uid, name)) = base(line) {
+            names.insert(name);
+            uids.insert(uid);
+            records.push((uid, line));
+        }
+    }
+    let (_, their_records) = split_first_line(theirs);
+    for line in their_records
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        if let Some((uid, name)) = base(line) {
+            if !names.contains(&name) && !uids.contains(&uid) {
+                records.push((uid, line));
+            }
+        }
+    }
+    records.sort_by_key(|(uid, _)| *uid);
+    let mut out = head.to_vec();
+    out.push(b'\n');
+    for (_, line) in records {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
     out
 }
 

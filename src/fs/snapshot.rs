@@ -1,31 +1,38 @@
-//! Folder snapshots: indexing an mbox, following it as it changes, and telling the kernel what
-//! changed.
+//! Folder snapshots: indexing an mbox, following it as it changes, giving its messages the
+//! UIDs clients were (or will be) shown, and telling the kernel what changed.
 
+use super::uids::{self, Hash};
 use super::*;
 
-/// One generation of one folder, as indexed.
+/// One reading of one folder.
 pub struct Snapshot {
-    /// Every message read so far. Only the first `shown` are in the view: the last one is held
-    /// back while it may still be being written.
+    /// Every message read so far, with the UIDVALIDITY and UIDs the view serves (see
+    /// [`uids`](super::uids)). Only the first `shown` are in the view, in UID order: the last
+    /// one is held back while it may still be being written.
     pub index: Arc<FolderIndex>,
+    /// What identifies each shown message (its date and bytes).
+    pub(super) hashes: Vec<Hash>,
     pub(super) shown: usize,
     /// The last message is held back: look again once the file has been quiet this long.
     pub(super) provisional: Option<Duration>,
-    /// The UIDVALIDITY the mbox itself gives (the view's differs after a UID was reused).
+    /// What the mbox itself says.
     pub(super) source_uidvalidity: u32,
-    /// The source, open, for reading message bytes.
-    pub(super) file: Option<Arc<File>>,
+    pub(super) source_next: u32,
+    /// The mbox read (`None`: there is none, or it is refused).
     pub(super) id: Option<FileId>,
-    /// Fingerprints of the bytes an append leaves alone.
+    /// Fingerprints of the bytes an append leaves alone, and where the last one starts.
     pub(super) fp: Option<Fingerprint>,
+    pub(super) fp_from: Option<u64>,
     pub(super) slot: u32,
     /// The mtime shown for the folder's directories.
     pub(super) mtime: SystemTime,
     /// Messages in `cur/` and `new/` (positions in `index.messages`).
     pub(super) cur: Vec<u32>,
     pub(super) new: Vec<u32>,
+    /// The entries of `cur/` and `new/`, made on first use.
+    pub(super) entries: [OnceLock<Arc<Vec<DirEntry>>>; 2],
     /// Our `dovecot-uidlist`, made on first use.
-    pub(super) uidlist: std::sync::OnceLock<Vec<u8>>,
+    pub(super) uidlist: OnceLock<Vec<u8>>,
 }
 
 impl Snapshot {
@@ -37,7 +44,7 @@ impl Snapshot {
         }
     }
 
-    /// The messages in the view.
+    /// The messages in the view, in UID order.
     pub fn messages(&self) -> &[Msg] {
         &self.index.messages[..self.shown]
     }
@@ -48,6 +55,20 @@ impl Snapshot {
 
     pub(super) fn by_uid(&self, uid: u32) -> Option<&Msg> {
         self.position(uid).map(|i| &self.messages()[i])
+    }
+
+    /// The inode of a shown message.
+    pub(super) fn ino(&self, m: &Msg) -> Ino {
+        (u64::from(self.slot) << 32) | u64::from(m.uid)
+    }
+
+    /// (served UID, identity) of every shown message.
+    fn live(&self) -> Vec<(u32, Hash)> {
+        self.messages()
+            .iter()
+            .zip(&self.hashes)
+            .map(|(m, h)| (m.uid, *h))
+            .collect()
     }
 }
 
@@ -108,27 +129,62 @@ pub const SETTLE_COMPLETE: Duration = Duration::from_millis(100);
 
 /// A freshly read folder, before it becomes a snapshot.
 pub(super) struct Indexed {
+    /// With the mbox's own UIDVALIDITY and, for messages read now, its UIDs.
     pub(super) index: FolderIndex,
     pub(super) file: Arc<File>,
     pub(super) id: FileId,
     pub(super) fp: Option<Fingerprint>,
+    pub(super) fp_from: Option<u64>,
     /// The writers' locks were had and the file ends like a finished delivery.
     pub(super) complete: bool,
+    /// The first messages, already served and unchanged.
+    pub(super) fixed: usize,
+}
+
+/// What was found where a folder's mbox should be.
+pub(super) enum Source {
+    Open(File, FileId),
+    /// Not there (yet, or any more).
+    Missing,
+    /// There, but not to be read (and why).
+    Refused(String),
+}
+
+/// Identities of messages `range` of `index`: a hash of each one's date and served bytes.
+fn hash_messages(
+    file: &File,
+    index: &FolderIndex,
+    range: std::ops::Range<usize>,
+) -> io::Result<Vec<Hash>> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut out = Vec::with_capacity(range.len());
+    for m in &index.messages[range] {
+        let mut h = uids::Hasher::new(m.time);
+        for seg in index.segments(m) {
+            let mut at = seg.start;
+            while at < seg.end {
+                let n = ((seg.end - at) as usize).min(buf.len());
+                file.read_exact_at(&mut buf[..n], at)?;
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+        }
+        out.push(h.finish());
+    }
+    Ok(out)
 }
 
 impl MailFs {
     /// The folder's current snapshot, (re)indexing when it is due.
     pub fn snapshot(&self, g: usize) -> Result<Arc<Snapshot>> {
-        let state = &self.folders[g];
-        let current = || {
-            state
-                .current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-        };
+        let st = self.state(g).ok_or(Errno::ENOENT)?;
+        self.snapshot_of(g, &st)
+    }
+
+    pub(super) fn snapshot_of(&self, g: usize, st: &FolderState) -> Result<Arc<Snapshot>> {
+        let current = || st.current.read().unwrap_or_else(|e| e.into_inner()).clone();
         let fresh = |snap: &Option<Arc<Snapshot>>| {
-            let checked = *state.checked.lock().unwrap_or_else(|e| e.into_inner());
+            let checked = *st.checked.lock().unwrap_or_else(|e| e.into_inner());
             let settled = |s: &Snapshot| {
                 s.provisional
                     .is_some_and(|d| s.mtime.elapsed().unwrap_or_default() >= d)
@@ -140,32 +196,45 @@ impl MailFs {
         if fresh(&snap) {
             return Ok(snap.expect("fresh implies a snapshot"));
         }
-        let _busy = state.indexing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut book = st.indexing.lock().unwrap_or_else(|e| e.into_inner());
         let old = current();
         if fresh(&old) {
             return Ok(old.expect("fresh implies a snapshot"));
         }
-        let snap = match self.refresh(g, old.as_deref()) {
-            Some(new) => {
+        let result = self.refresh(g, st, &mut book, old.as_deref());
+        *st.checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        match result {
+            Ok(Some(new)) => {
                 let new = Arc::new(new);
-                *state.current.write().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
+                *st.current.write().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
                 if let Some(old) = &old {
-                    self.invalidate(g, old, &new);
+                    self.invalidate(g, st, old, &new);
                 }
-                new
+                Ok(new)
             }
-            None => old.expect("refresh gives a snapshot when there is none"),
-        };
-        *state.checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        Ok(snap)
+            Ok(None) => Ok(old.expect("refresh gives a snapshot when there is none")),
+            Err(e) => {
+                let what = format!(
+                    "{}/{}: cannot read {}: {e}; {}",
+                    self.user_tree(st.user).name,
+                    st.folder.display,
+                    st.path.as_deref().unwrap_or(Path::new("?")).display(),
+                    if old.is_some() {
+                        "still showing what was read before; trying again"
+                    } else {
+                        "trying again at the next access"
+                    }
+                );
+                self.say(st, log::Level::Error, what);
+                // Never an empty folder for one that has mail: the last reading, or an error.
+                old.ok_or(Errno::EIO)
+            }
+        }
     }
 
     /// Forgets when the folder was last checked, so the next access looks at its mbox again.
-    pub(super) fn mark_stale(&self, g: usize) {
-        *self.folders[g]
-            .checked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+    pub(super) fn mark_stale(&self, st: &FolderState) {
+        *st.checked.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Where invalidations go (the mount sends them to the kernel from another thread).
@@ -174,7 +243,7 @@ impl MailFs {
     }
 
     /// Tells the kernel what changed between two snapshots of folder `g`.
-    pub(super) fn invalidate(&self, g: usize, old: &Snapshot, new: &Snapshot) {
+    pub(super) fn invalidate(&self, g: usize, st: &FolderState, old: &Snapshot, new: &Snapshot) {
         let Some(tx) = self
             .invalidations
             .lock()
@@ -189,7 +258,7 @@ impl MailFs {
         out.extend(
             [Control::Uidlist, Control::Keywords].map(|c| Invalidation::Inode(block + c.offset())),
         );
-        let folder = self.folder(g);
+        let folder = &st.folder;
         let regenerated = new.slot != old.slot;
         // Whether a message keeps its file name, without formatting names: within one generation
         // the name is decided by these fields (and the UIDVALIDITY, the same in both).
@@ -206,9 +275,7 @@ impl MailFs {
             let (sub, name) = folder.message_file(&old.index, m);
             out.push(Invalidation::Entry(block + sub_offset(sub), name.into()));
             if regenerated {
-                out.push(Invalidation::Inode(
-                    (u64::from(old.slot) << 32) | u64::from(m.uid),
-                ));
+                out.push(Invalidation::Inode(old.ino(m)));
             }
         }
         // Names that appeared: the kernel may remember that they did not exist.
@@ -235,94 +302,159 @@ impl MailFs {
         }
     }
 
-    /// A new snapshot if the mbox changed since `old` (or there is none yet).
-    pub(super) fn refresh(&self, g: usize, old: Option<&Snapshot>) -> Option<Snapshot> {
-        let folder = self.folder(g);
-        let user = &self.tree.users[self.folders[g].user];
-        let Some(path) = folder.source.as_ref() else {
-            return match old {
-                Some(_) => None,
-                None => Some(self.empty_snapshot(g, old)),
-            };
-        };
-        // The source is checked again each time: it may have become a symlink since.
-        let root = if folder.is_inbox() {
-            path.parent().unwrap_or(Path::new("/")).to_path_buf()
-        } else {
-            user.home.clone()
-        };
-        let id = match source::check_source(path, &root, user.source_uid, self.opts.trust_owners) {
-            Ok(Some(meta)) => FileId::of(&meta),
-            Ok(None) => {
-                log::warn!(
-                    "{}: gone; {}/{} shows no messages",
-                    path.display(),
-                    user.name,
-                    folder.display
-                );
-                return Some(self.empty_snapshot(g, old));
+    /// Opens a folder's mbox through the safe walk (no symbolic link followed below the admin's
+    /// directory) and checks it on the descriptor that is then read (see
+    /// [`Folder::open_source`](crate::model::Folder::open_source)).
+    pub(super) fn open_source(&self, st: &FolderState, _path: &Path) -> io::Result<Source> {
+        match st.folder.open_source() {
+            Ok(Some(src)) => Ok(Source::Open(src.file, src.id)),
+            Ok(None) => Ok(Source::Missing),
+            Err(mbox::ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                Ok(Source::Missing)
             }
-            Err(why) => {
-                log::error!(
-                    "{}: {why}; {}/{} shows no messages",
-                    path.display(),
-                    user.name,
-                    folder.display
-                );
-                return Some(self.empty_snapshot(g, old));
-            }
-        };
-        if let Some(o) = old {
-            if o.id == Some(id) {
-                // Unchanged; a message held back may now be complete.
-                return o.provisional.map(|_| {
-                    let indexed = Indexed {
-                        index: (*o.index).clone(),
-                        file: o.file.clone().expect("a provisional snapshot has a file"),
-                        id,
-                        fp: o.fp,
-                        complete: o.provisional == Some(SETTLE_COMPLETE),
-                    };
-                    self.make_snapshot(g, Some(indexed), old)
-                });
-            }
-        }
-        let appended = old.and_then(|o| self.index_appended(g, path, o, &id));
-        let indexed = match appended {
-            Some(r) => r,
-            None => self.index(g, path),
-        };
-        match indexed {
-            Ok(indexed) => Some(self.make_snapshot(g, Some(indexed), old)),
-            Err(e) => {
-                log::error!(
-                    "{}: {e}; {}/{} shows no messages",
-                    path.display(),
-                    user.name,
-                    folder.display
-                );
-                Some(self.empty_snapshot(g, old))
-            }
+            Err(mbox::ReadError::Io(e)) => Err(e),
+            Err(mbox::ReadError::NotMbox(why)) => Ok(Source::Refused(why)),
         }
     }
 
-    pub(super) fn index_options(&self, g: usize) -> IndexOptions {
+    /// The open mbox of a snapshot: from the open-file cache, or opened again (and checked to
+    /// be the same file). `None`: it is not that file any more.
+    pub(super) fn source_file(
+        &self,
+        g: usize,
+        st: &FolderState,
+        snap: &Snapshot,
+    ) -> io::Result<Option<Arc<File>>> {
+        let Some(id) = snap.id else {
+            return Ok(None);
+        };
+        let same = |a: &FileId| a.dev == id.dev && a.ino == id.ino;
+        if let Some((have, f)) = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&g)
+        {
+            if same(have) {
+                return Ok(Some(f.clone()));
+            }
+        }
+        let Some(path) = &st.path else {
+            return Ok(None);
+        };
+        match self.open_source(st, path)? {
+            Source::Open(file, now) if same(&now) => {
+                let file = Arc::new(file);
+                self.sources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .put(g, (now, file.clone()));
+                Ok(Some(file))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A new snapshot if the mbox changed since `old` (or there is none yet); `None` to keep
+    /// `old`. An error (the mbox cannot be read now) keeps `old` too.
+    pub(super) fn refresh(
+        &self,
+        g: usize,
+        st: &FolderState,
+        book: &mut UidBook,
+        old: Option<&Snapshot>,
+    ) -> io::Result<Option<Snapshot>> {
+        let user = self.user_tree(st.user);
+        let Some(path) = st.path.as_ref() else {
+            // A parent made for nested folders: no messages, ever.
+            return match old {
+                Some(_) => Ok(None),
+                None => self.make_snapshot(g, st, book, None, old).map(Some),
+            };
+        };
+        let (file, id) = match self.open_source(st, path)? {
+            Source::Open(file, id) => (file, id),
+            other => {
+                st.present.store(false, Ordering::Relaxed);
+                if let Source::Refused(why) = &other {
+                    self.say(
+                        st,
+                        log::Level::Error,
+                        format!(
+                            "{}: {why}; {}/{} shows no messages",
+                            path.display(),
+                            user.name,
+                            st.folder.display
+                        ),
+                    );
+                } else if old.is_some_and(|o| o.id.is_some()) {
+                    self.say(
+                        st,
+                        log::Level::Warn,
+                        format!(
+                            "{}: gone; {}/{} shows no messages",
+                            path.display(),
+                            user.name,
+                            st.folder.display
+                        ),
+                    );
+                }
+                return match old {
+                    Some(o) if o.id.is_none() => Ok(None),
+                    _ => self.make_snapshot(g, st, book, None, old).map(Some),
+                };
+            }
+        };
+        st.present.store(true, Ordering::Relaxed);
+        let file = Arc::new(file);
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(g, (id, file.clone()));
+        if let Some(o) = old.filter(|o| o.id == Some(id)) {
+            // Unchanged; a message held back may now be complete.
+            if o.provisional.is_none() {
+                return Ok(None);
+            }
+            let indexed = Indexed {
+                index: o.source_index(),
+                file,
+                id,
+                fp: o.fp,
+                fp_from: o.fp_from,
+                complete: o.provisional == Some(SETTLE_COMPLETE),
+                fixed: o.shown,
+            };
+            return self
+                .make_snapshot(g, st, book, Some(indexed), old)
+                .map(Some);
+        }
+        let indexed = match old.and_then(|o| self.index_appended(g, st, path, o, &file, &id)) {
+            Some(r) => r?,
+            None => self.index(g, st, path, file)?,
+        };
+        self.make_snapshot(g, st, book, Some(indexed), old)
+            .map(Some)
+    }
+
+    pub(super) fn index_options(&self, st: &FolderState) -> IndexOptions {
         IndexOptions {
             mode: ReadMode::Pread,
-            ..self.folder(g).index_options(&self.opts.index)
+            ..st.folder.index_options(&self.opts.index)
         }
     }
 
     /// Reads the whole mbox.
-    pub(super) fn index(
+    fn index(
         &self,
         g: usize,
+        st: &FolderState,
         path: &Path,
-    ) -> std::result::Result<Indexed, mbox::ReadError> {
-        let (file, _) = mbox::open(path)?;
+        file: Arc<File>,
+    ) -> io::Result<Indexed> {
         let started = Instant::now();
-        let indexed = self.read_locked(Arc::new(file), path, |file, len| {
-            mbox::index_file(file, len, &self.index_options(g))
+        let indexed = self.read_locked(g, st, file, path, 0, |file, len| {
+            mbox::index_file(file, len, &self.index_options(st))
         })?;
         log::info!(
             "indexed {} ({} messages, {} bytes) in {:.0?}",
@@ -335,26 +467,29 @@ impl MailFs {
     }
 
     /// Reads only what was appended, if the mbox only grew since `old`; `None` otherwise.
-    pub(super) fn index_appended(
+    fn index_appended(
         &self,
         g: usize,
+        st: &FolderState,
         path: &Path,
         old: &Snapshot,
+        file: &Arc<File>,
         id: &FileId,
-    ) -> Option<std::result::Result<Indexed, mbox::ReadError>> {
-        let (Some(oid), Some(file), Some(fp)) = (old.id, old.file.clone(), old.fp) else {
+    ) -> Option<io::Result<Indexed>> {
+        let (Some(oid), Some(fp), Some(resume)) = (old.id, old.fp, old.index.resume.as_ref())
+        else {
             return None;
         };
         if oid.dev != id.dev || oid.ino != id.ino || id.len <= oid.len {
             return None;
         }
-        let last_from = old.index.resume.as_ref().map(|r| r.from_line);
-        if fingerprint(&file, oid.len, last_from).ok()? != fp {
+        if fingerprint(file, oid.len, Some(resume.from_line)).ok()? != fp {
             return None;
         }
+        let fixed = resume.messages;
         let started = Instant::now();
-        let r = self.read_locked(file, path, |file, len| {
-            mbox::index_appended(file, len, (*old.index).clone(), &self.index_options(g))
+        let r = self.read_locked(g, st, file.clone(), path, fixed, |file, len| {
+            mbox::index_appended(file, len, old.source_index(), &self.index_options(st))
         });
         if let Ok(indexed) = &r {
             log::info!(
@@ -369,16 +504,36 @@ impl MailFs {
     }
 
     /// Runs `read` on the file under the writers' read locks, and fingerprints the result.
-    pub(super) fn read_locked(
+    fn read_locked(
         &self,
+        g: usize,
+        st: &FolderState,
         file: Arc<File>,
         path: &Path,
+        fixed: usize,
         read: impl FnOnce(&File, u64) -> std::result::Result<FolderIndex, mbox::ReadError>,
-    ) -> std::result::Result<Indexed, mbox::ReadError> {
+    ) -> io::Result<Indexed> {
         let lock = crate::lock::read_lock(&file, path, self.opts.lock);
+        if self.opts.lock != crate::lock::LockMode::None {
+            let warned = st.lock_warned.swap(!lock.is_complete(), Ordering::Relaxed);
+            if !lock.is_complete() && !warned {
+                log::warn!(
+                    "{}: a writer held its lock for over {:?}; reading without locks (its last \
+                     message is shown once the file has been quiet for {:?}); said once until \
+                     the lock is had again",
+                    path.display(),
+                    crate::lock::LOCK_WAIT,
+                    SETTLE
+                );
+            }
+        }
+        let _ = g;
         // Measured after locking: a delivery in progress has finished.
         let id = FileId::of(&file.metadata()?);
-        let index = read(&file, id.len)?;
+        let index = read(&file, id.len).map_err(|e| match e {
+            mbox::ReadError::Io(e) => e,
+            mbox::ReadError::NotMbox(why) => io::Error::new(io::ErrorKind::InvalidData, why),
+        })?;
         let last_from = index.resume.as_ref().map(|r| r.from_line);
         let fp = fingerprint(&file, id.len, last_from).ok();
         let complete = lock.is_complete() && ends_with_blank_line(&file, id.len);
@@ -388,69 +543,241 @@ impl MailFs {
             file,
             id,
             fp,
+            fp_from: last_from,
             complete,
+            fixed,
         })
     }
 
-    pub(super) fn empty_snapshot(&self, g: usize, old: Option<&Snapshot>) -> Snapshot {
-        self.make_snapshot(g, None, old)
+    /// The next UID of Dovecot's own copy of the folder's uidlist, for the UIDVALIDITY served.
+    fn their_next_uid(&self, st: &FolderState) -> Option<u32> {
+        let theirs = std::fs::read(st.state_dir.join(model::UIDLIST)).ok()?;
+        let head = String::from_utf8_lossy(overlay::split_first_line(&theirs).0).into_owned();
+        let field = |k: char| {
+            head.split(' ')
+                .skip(1)
+                .find(|f| f.starts_with(k))
+                .and_then(|f| f[1..].parse::<u32>().ok())
+        };
+        let served = st
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .index
+            .uidvalidity;
+        (field('V') == Some(served)).then(|| field('N')).flatten()
     }
 
-    /// Publishes what was read as a snapshot: holds back a last message that may be incomplete,
-    /// keeps inodes while every UID still means the same message, never lowers the next UID,
-    /// and makes a new generation (a new UIDVALIDITY) when a UID would come to mean another
-    /// message.
-    pub(super) fn make_snapshot(
+    /// The UID log of a folder, opened on first use.
+    fn uid_log<'b>(
+        &self,
+        st: &FolderState,
+        book: &'b mut UidBook,
+    ) -> io::Result<&'b mut uids::Log> {
+        if book.log.is_none() {
+            let user = self.user_tree(st.user);
+            let path = uid_log_path(
+                &self.opts.state_dir,
+                &user.name,
+                st.folder.uw_name.as_deref(),
+            );
+            writable::make_private_dir(path.parent().expect("in the user's directory"))?;
+            let (log, loaded) = match uids::Log::open(&path) {
+                Ok(x) => x,
+                Err(e) => {
+                    // What was served before is unknown: a UIDVALIDITY above any earlier one.
+                    let bad = path.with_extension(format!("bad-{}", unix_now()));
+                    log::error!(
+                        "{e}; kept as {}; {}/{} starts a new UIDVALIDITY",
+                        bad.display(),
+                        user.name,
+                        st.folder.display
+                    );
+                    std::fs::rename(&path, &bad)?;
+                    let (log, _) = uids::Log::open(&path)?;
+                    let floor = uids::Generation {
+                        uidvalidity: unix_now() as u32,
+                        source_uidvalidity: 0,
+                        next: 1,
+                    };
+                    (
+                        log,
+                        uids::Loaded {
+                            generation: Some(floor),
+                            live: Vec::new(),
+                        },
+                    )
+                }
+            };
+            book.generation = loaded.generation;
+            book.loaded = Some(loaded.live);
+            book.log = Some(log);
+        }
+        Ok(book.log.as_mut().expect("opened above"))
+    }
+
+    /// Publishes what was read as a snapshot: gives each message its served UID (recorded in
+    /// the state directory first), holds back a last message that may be incomplete, and keeps
+    /// inodes while the UIDVALIDITY stays.
+    fn make_snapshot(
         &self,
         g: usize,
+        st: &FolderState,
+        book: &mut UidBook,
         indexed: Option<Indexed>,
         old: Option<&Snapshot>,
-    ) -> Snapshot {
-        let (mut index, file, id, fp, complete) = match indexed {
-            Some(i) => (i.index, Some(i.file), Some(i.id), i.fp, i.complete),
+    ) -> io::Result<Snapshot> {
+        if st.path.is_none() {
+            // No mbox (a parent made for nested folders, or a folder testers made): no UIDs of
+            // ours to keep.
+            let index = st.folder.empty_index(&self.opts.index);
+            let slot = match old {
+                Some(o) => o.slot,
+                None => {
+                    let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                    slots.push(g);
+                    slots.len() as u32
+                }
+            };
+            return Ok(Snapshot {
+                source_uidvalidity: index.uidvalidity,
+                source_next: index.uid_next,
+                index: Arc::new(index),
+                hashes: Vec::new(),
+                shown: 0,
+                provisional: None,
+                id: None,
+                fp: None,
+                fp_from: None,
+                slot,
+                mtime: model::folder_mtime(None),
+                cur: Vec::new(),
+                new: Vec::new(),
+                entries: Default::default(),
+                uidlist: OnceLock::new(),
+            });
+        }
+        self.uid_log(st, book)?;
+        let (mut index, file, id, fp, fp_from, complete, fixed) = match indexed {
+            Some(i) => (
+                i.index,
+                Some(i.file),
+                Some(i.id),
+                i.fp,
+                i.fp_from,
+                i.complete,
+                i.fixed,
+            ),
             None => (
-                self.folder(g).empty_index(&self.opts.index),
+                st.folder.empty_index(&self.opts.index),
+                None,
                 None,
                 None,
                 None,
                 true,
+                0,
             ),
+        };
+        let n = index.messages.len();
+        let mut hashes: Vec<Hash> = match old {
+            Some(o) if fixed > 0 => o.hashes[..fixed].to_vec(),
+            _ => Vec::new(),
+        };
+        if let Some(file) = &file {
+            hashes.extend(hash_messages(file, &index, fixed..n)?);
+        }
+        let live = match old {
+            Some(o) => o.live(),
+            None => book.loaded.take().unwrap_or_default(),
+        };
+        let before = book.generation;
+        if self.opts.writable {
+            // Dovecot gave UIDs to messages testers added: new mail of the mbox gets higher ones.
+            if let (Some(n), Some(gen_now)) = (self.their_next_uid(st), book.generation.as_mut()) {
+                gen_now.next = gen_now.next.max(n);
+            }
+        }
+        let msgs: Vec<(u32, Hash)> = index
+            .messages
+            .iter()
+            .zip(&hashes)
+            .map(|(m, h)| (m.uid, *h))
+            .collect();
+        // Without a file, the numbering stays (its messages are only gone).
+        let (source_uidvalidity, source_next) = match (&file, book.generation) {
+            (None, Some(was)) => (was.source_uidvalidity, 0),
+            _ => (index.uidvalidity, index.uid_next),
         };
         let mtime = model::folder_mtime(id.as_ref());
         let settle = if complete { SETTLE_COMPLETE } else { SETTLE };
-        let hold = !index.messages.is_empty() && mtime.elapsed().unwrap_or_default() < settle;
-        let shown = index.messages.len() - usize::from(hold);
-        let source_uidvalidity = index.uidvalidity;
-        // A UIDVALIDITY this view already replaced stays replaced.
-        if let Some(o) = old.filter(|o| o.source_uidvalidity == source_uidvalidity) {
-            index.uidvalidity = o.index.uidvalidity;
+        let quiet = mtime.elapsed().unwrap_or_default() >= settle;
+        let assign = |upto: usize| {
+            // A message held back keeps its UID for when it is shown: UIDNEXT stays below it.
+            let next = match msgs.get(upto) {
+                Some(&(held, _)) => source_next.min(held),
+                None => source_next,
+            };
+            uids::assign(
+                book.generation,
+                &live,
+                source_uidvalidity,
+                next,
+                &msgs[..upto],
+                fixed.min(upto),
+            )
+        };
+        let mut a = assign(n);
+        let mut shown = n;
+        let last_is_new = n > fixed && a.added.last().is_some_and(|&(u, _)| u == a.uids[n - 1]);
+        if last_is_new && !quiet {
+            a = assign(n - 1);
+            shown = n - 1;
         }
-        let same_generation = old.is_some_and(|o| o.index.uidvalidity == index.uidvalidity);
-        let reused = old.filter(|_| same_generation).is_some_and(|o| {
-            let max_shown = o.messages().last().map_or(0, |m| m.uid);
-            index.messages[..shown]
+        // On disk before anyone sees it. A folder that never had mail records nothing: its
+        // numbering starts with its first message.
+        if !(before.is_none() && shown == 0) {
+            book.log
+                .as_mut()
+                .expect("opened above")
+                .record(before, &a)?;
+            book.generation = a.generation;
+        }
+        if let Some(note) = &a.note {
+            let user = self.user_tree(st.user);
+            self.say(
+                st,
+                log::Level::Warn,
+                format!("{}/{}: {note}", user.name, st.folder.display),
+            );
+        }
+        let now = a.generation.expect("assign gives a generation");
+        for (m, &uid) in index.messages.iter_mut().zip(&a.uids) {
+            m.uid = uid;
+        }
+        index.uidvalidity = now.uidvalidity;
+        index.uid_next = now.next;
+        hashes.truncate(shown);
+        if !index.messages[..shown]
+            .windows(2)
+            .all(|w| w[0].uid < w[1].uid)
+        {
+            // Served UIDs out of mbox order (a message moved, or new mail got a lower UID than
+            // an older one): sorted, and read whole next time.
+            let mut both: Vec<(Msg, Hash)> = index.messages[..shown]
                 .iter()
-                .any(|m| match o.by_uid(m.uid) {
-                    Some(p) => p.time != m.time || p.size(&o.index) != m.size(&index),
-                    None => m.uid <= max_shown,
-                })
-        });
-        let o = old.filter(|_| same_generation);
-        if let Some(o) = o {
-            if reused {
-                let next = o.index.uidvalidity.wrapping_add(1).max(1);
-                log::warn!(
-                    "{}: a rewrite gave old UIDs to other messages; shown as a new generation (UIDVALIDITY {} -> {next})",
-                    self.folder(g).display,
-                    o.index.uidvalidity
-                );
-                index.uidvalidity = next;
-            } else {
-                index.uid_next = index.uid_next.max(o.index.uid_next);
+                .copied()
+                .zip(hashes.iter().copied())
+                .collect();
+            both.sort_by_key(|(m, _)| m.uid);
+            for (i, (m, h)) in both.into_iter().enumerate() {
+                index.messages[i] = m;
+                hashes[i] = h;
             }
+            index.resume = None;
         }
         let slot = match old {
-            Some(o) if same_generation && !reused => o.slot,
+            Some(o) if !a.reset && o.index.uidvalidity == now.uidvalidity => o.slot,
             _ => {
                 let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
                 slots.push(g);
@@ -465,19 +792,39 @@ impl MailFs {
                 cur.push(i as u32)
             }
         }
-        Snapshot {
+        Ok(Snapshot {
             index: Arc::new(index),
+            hashes,
             shown,
-            provisional: hold.then_some(settle),
+            provisional: (shown < n).then_some(settle),
             source_uidvalidity,
-            file,
+            source_next,
             id,
             fp,
+            fp_from,
             slot,
             mtime,
             cur,
             new,
-            uidlist: std::sync::OnceLock::new(),
-        }
+            entries: Default::default(),
+            uidlist: OnceLock::new(),
+        })
     }
+}
+
+impl Snapshot {
+    /// The index as the mbox gives it (its UIDVALIDITY), to continue reading it: the messages
+    /// already served keep their UIDs.
+    fn source_index(&self) -> FolderIndex {
+        let mut index = (*self.index).clone();
+        index.uidvalidity = self.source_uidvalidity;
+        index.uid_next = self.source_next;
+        index
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -20,14 +20,13 @@ impl MailFs {
         }
     }
 
-    pub(super) fn message_attr(&self, g: usize, snap: &Snapshot, m: &Msg) -> Attr {
-        let owner = self.owner(g);
+    pub(super) fn message_attr(&self, owner: Owner, snap: &Snapshot, m: &Msg) -> Attr {
         Attr {
-            ino: (u64::from(snap.slot) << 32) | u64::from(m.uid),
+            ino: snap.ino(m),
             kind: Kind::File,
             size: m.size(&snap.index),
-            mtime: model::system_time(m.time, 0),
-            perm: 0o400,
+            mtime: model::system_time(model::message_mtime(m), 0),
+            perm: if self.opts.writable { 0o600 } else { 0o400 },
             uid: owner.uid,
             gid: owner.gid,
             nlink: 1,
@@ -36,49 +35,75 @@ impl MailFs {
         }
     }
 
-    pub(super) fn control_bytes(&self, g: usize, c: Control) -> Result<Option<Vec<u8>>> {
-        let folder = self.folder(g);
+    pub(super) fn control_bytes(
+        &self,
+        g: usize,
+        st: &FolderState,
+        c: Control,
+    ) -> Result<Option<Vec<u8>>> {
+        let folder = &st.folder;
         match c {
             Control::Subscriptions => {
                 if !folder.is_inbox() {
                     return Ok(None);
                 }
-                match std::fs::read(self.overlay_dir(g).join(model::SUBSCRIPTIONS)) {
+                match std::fs::read(self.overlay_dir(st).join(model::SUBSCRIPTIONS)) {
                     Ok(b) => Ok(Some(b)),
-                    Err(_) => Ok(Some(
-                        self.tree.users[self.folders[g].user].subscriptions_file(),
-                    )),
+                    Err(_) => Ok(Some(self.user_tree(st.user).subscriptions_file())),
                 }
             }
             Control::Maildirfolder => Ok((!folder.is_inbox()).then(Vec::new)),
             Control::Keywords => {
-                let snap = self.snapshot(g)?;
+                if self.opts.writable {
+                    // Dovecot keeps the list once testers used keywords (it only appends to ours).
+                    if let Ok(theirs) = std::fs::read(self.overlay_dir(st).join(model::KEYWORDS)) {
+                        return Ok(Some(theirs));
+                    }
+                }
+                let snap = self.snapshot_of(g, st)?;
                 Ok(folder.keywords_file(&snap.index))
             }
             Control::Uidlist => {
-                let snap = self.snapshot(g)?;
+                let theirs = std::fs::read(self.overlay_dir(st).join(model::UIDLIST)).ok();
+                if st.path.is_none() && self.opts.writable {
+                    // A folder with no mbox: Dovecot's own list, once it made one.
+                    if let Some(theirs) = theirs {
+                        return Ok(Some(theirs));
+                    }
+                }
+                let snap = self.snapshot_of(g, st)?;
+                if self.opts.writable {
+                    let shown: Vec<Msg> = (0..snap.shown)
+                        .filter(|&at| self.base_file(st, &snap, at).is_some())
+                        .map(|at| snap.messages()[at])
+                        .collect();
+                    let ours = folder.uidlist_of(&snap.index, &shown);
+                    return Ok(Some(overlay::merge_uidlist_keeping_theirs(
+                        &ours,
+                        theirs.as_deref(),
+                    )));
+                }
                 let ours = snap
                     .uidlist
                     .get_or_init(|| folder.uidlist_of(&snap.index, snap.messages()));
-                let theirs = std::fs::read(self.overlay_dir(g).join(model::UIDLIST)).ok();
                 Ok(Some(merge_uidlist(ours, theirs.as_deref())))
             }
         }
     }
 
-    pub(super) fn control_attr(&self, g: usize, c: Control) -> Result<Attr> {
-        let bytes = self.control_bytes(g, c)?.ok_or(Errno::ENOENT)?;
-        let owner = self.owner(g);
+    pub(super) fn control_attr(&self, g: usize, st: &FolderState, c: Control) -> Result<Attr> {
+        let bytes = self.control_bytes(g, st, c)?.ok_or(Errno::ENOENT)?;
         let mtime = self
-            .snapshot(g)?
+            .snapshot_of(g, st)?
             .mtime
-            .max(self.overlay_mtime(g, c.name()).unwrap_or(UNIX_EPOCH));
+            .max(self.overlay_mtime(st, c.name()).unwrap_or(UNIX_EPOCH));
+        let owner = self.owner(st);
         Ok(Attr {
             ino: Self::block(g) + c.offset(),
             kind: Kind::File,
             size: bytes.len() as u64,
             mtime,
-            perm: 0o400,
+            perm: if self.opts.writable { 0o600 } else { 0o400 },
             uid: owner.uid,
             gid: owner.gid,
             nlink: 1,
@@ -87,19 +112,19 @@ impl MailFs {
         })
     }
 
-    pub(super) fn overlay_mtime(&self, g: usize, name: &str) -> Option<SystemTime> {
-        std::fs::metadata(self.overlay_dir(g).join(name))
+    pub(super) fn overlay_mtime(&self, st: &FolderState, name: &str) -> Option<SystemTime> {
+        std::fs::metadata(self.overlay_dir(st).join(name))
             .ok()?
             .modified()
             .ok()
     }
 
-    pub(super) fn overlay_attr(&self, g: usize, name: &OsStr) -> Result<Attr> {
-        let meta = std::fs::symlink_metadata(self.overlay_dir(g).join(name))?;
+    pub(super) fn overlay_attr(&self, g: usize, st: &FolderState, name: &OsStr) -> Result<Attr> {
+        let meta = std::fs::symlink_metadata(self.overlay_dir(st).join(name))?;
         if !meta.is_file() {
             return Err(Errno::ENOENT);
         }
-        let owner = self.owner(g);
+        let owner = self.owner(st);
         Ok(Attr {
             ino: self.overlay_ino(g, name),
             kind: Kind::File,
@@ -108,56 +133,105 @@ impl MailFs {
             perm: (meta.mode() & 0o777) as u16,
             uid: owner.uid,
             gid: owner.gid,
-            nlink: 1,
+            nlink: meta.nlink() as u32,
             ttl: SHORT_TTL,
             entry_ttl: LONG_TTL,
         })
     }
 
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        match self.decode(ino).ok_or(Errno::ENOENT)? {
-            Node::Root => Ok(self.dir_attr(ROOT, Owner { uid: 0, gid: 0 }, 0o555, self.started)),
-            Node::FolderDir(g) => {
-                let snap = self.snapshot(g)?;
-                Ok(self.dir_attr(ino, self.owner(g), 0o700, snap.mtime))
+        let node = self.decode(ino).ok_or(Errno::ENOENT)?;
+        let Some(g) = node.folder() else {
+            return Ok(self.dir_attr(ROOT, Owner { uid: 0, gid: 0 }, 0o555, self.started));
+        };
+        let st = self.state(g).ok_or(Errno::ENOENT)?;
+        match node {
+            Node::Root => unreachable!("handled above"),
+            Node::FolderDir(_) => {
+                let snap = self.snapshot_of(g, &st)?;
+                Ok(self.dir_attr(ino, self.owner(&st), 0o700, snap.mtime))
             }
-            Node::Sub(g, _) => {
-                let snap = self.snapshot(g)?;
-                Ok(self.dir_attr(ino, self.owner(g), 0o500, snap.mtime))
+            Node::Sub(..) => {
+                let snap = self.snapshot_of(g, &st)?;
+                // Read-only: 0500, which Dovecot takes for a read-only maildir ([READ-ONLY],
+                // nothing logged).
+                let perm = if self.opts.writable { 0o700 } else { 0o500 };
+                Ok(self.dir_attr(ino, self.owner(&st), perm, snap.mtime))
             }
-            Node::Control(g, c) => self.control_attr(g, c),
-            Node::Message(g, slot, uid) => {
-                let snap = self.snapshot(g)?;
+            Node::Control(_, c) => self.control_attr(g, &st, c),
+            Node::Message(_, slot, uid) => {
+                let snap = self.snapshot_of(g, &st)?;
                 if snap.slot != slot {
                     return Err(Errno::ENOENT);
                 }
                 let m = snap.by_uid(uid).ok_or(Errno::ENOENT)?;
-                Ok(self.message_attr(g, &snap, m))
+                Ok(self.message_attr(self.owner(&st), &snap, m))
             }
-            Node::Overlay(g, name) => self.overlay_attr(g, &name),
+            Node::Overlay(_, name) => self.overlay_attr(g, &st, &name),
         }
     }
 
     // ---- names ----
 
+    /// The INBOX folder of the user called `name`.
     pub(super) fn user_of_name(&self, name: &OsStr) -> Option<usize> {
-        self.tree
-            .users
+        let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+        t.users
             .iter()
-            .position(|u| OsStr::new(&u.name) == name)
+            .find(|u| !u.gone && OsStr::new(&u.tree.name) == name)
+            .and_then(|u| u.folders.first().copied())
     }
 
-    /// The subfolder directory `name` under a user's root (`g` is the user's INBOX).
+    /// The subfolder directory `name` under a user's root (`g` is the user's INBOX), if it is
+    /// shown.
     pub(super) fn subfolder(&self, g: usize, name: &OsStr) -> Option<usize> {
-        let s = &self.folders[g];
-        if s.folder != 0 {
+        let sub = {
+            let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+            let st = t.folders.get(g)?;
+            let user = &t.users[st.user];
+            if user.folders.first() != Some(&g) {
+                return None;
+            }
+            *user.by_dir.get(name.to_str()?)?
+        };
+        let st = self.state(sub)?;
+        self.shown(&st).then_some(sub)
+    }
+
+    /// The folder shown as `name` under a user's root (`g` is the user's INBOX), shown or not.
+    pub(super) fn subfolder_any(&self, g: usize, name: &str) -> Option<usize> {
+        let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let st = t.folders.get(g)?;
+        let user = &t.users[st.user];
+        if user.folders.first() != Some(&g) {
             return None;
         }
-        let user = &self.tree.users[s.user];
-        user.folders
-            .iter()
-            .position(|f| !f.is_inbox() && f.refused.is_none() && OsStr::new(&f.dir) == name)
-            .map(|f| self.first_of_user[s.user] + f)
+        user.by_dir.get(name).copied()
+    }
+
+    /// Whether a folder (not an INBOX) is shown: it is in the lists, and its mbox is there and
+    /// acceptable (as last found, or as a quick look says when it was never read).
+    pub(super) fn shown(&self, st: &FolderState) -> bool {
+        if st.gone.load(Ordering::Relaxed) || st.deleted.load(Ordering::Relaxed) {
+            return false;
+        }
+        if st.path.is_none() {
+            return true;
+        }
+        if st.trashed.load(Ordering::Relaxed) {
+            return true;
+        }
+        let recent = st
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < self.opts.recheck.max(Duration::from_secs(1)));
+        if recent {
+            st.present.load(Ordering::Relaxed)
+        } else {
+            // Through the safe open: a path through a symlink shows nothing.
+            st.folder.source_present()
+        }
     }
 
     pub(super) fn is_generated_name(&self, g: usize, name: &OsStr) -> bool {
@@ -169,54 +243,61 @@ impl MailFs {
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         match self.decode(parent).ok_or(Errno::ENOENT)? {
             Node::Root => {
-                let u = self.user_of_name(name).ok_or(Errno::ENOENT)?;
-                self.getattr(Self::block(self.first_of_user[u]))
+                self.reload_lists();
+                let g = self.user_of_name(name).ok_or(Errno::ENOENT)?;
+                self.getattr(Self::block(g))
             }
             Node::FolderDir(g) => {
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
                 if let Some(s) = Subdir::from_name(name.as_bytes()) {
+                    if !self.has_sub(&st, s) {
+                        return Err(Errno::ENOENT);
+                    }
                     return self.getattr(Self::block(g) + sub_offset(s));
                 }
                 if let Some(c) = Control::ALL.iter().find(|c| OsStr::new(c.name()) == name) {
-                    return self.control_attr(g, *c);
+                    return self.control_attr(g, &st, *c);
                 }
-                if let Some(sub) = self.subfolder(g, name) {
-                    return self.getattr(Self::block(sub));
+                if st.folder.is_inbox() {
+                    self.reload_lists();
+                    if let Some(sub) = self.subfolder(g, name) {
+                        return self.getattr(Self::block(sub));
+                    }
                 }
                 if !overlay_name_ok(name) {
                     return Err(Errno::ENOENT);
                 }
-                self.overlay_attr(g, name)
+                self.overlay_attr(g, &st, name)
             }
             Node::Sub(g, sub) => {
-                let snap = self.snapshot(g)?;
-                let (m, _) = self
-                    .find_message(g, &snap, sub, name)
-                    .ok_or(Errno::ENOENT)?;
-                Ok(self.message_attr(g, &snap, m))
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                if self.opts.writable {
+                    if st.trashed.load(Ordering::Relaxed) {
+                        return Err(Errno::ENOENT);
+                    }
+                    let rel = writable::sub_path(sub, name);
+                    if overlay_name_ok(name) && self.overlay_dir(&st).join(&rel).is_file() {
+                        return self.overlay_attr(g, &st, &rel);
+                    }
+                    let snap = self.snapshot_of(g, &st)?;
+                    let at = self
+                        .base_message(&st, &snap, sub, name)
+                        .ok_or(Errno::ENOENT)?;
+                    return Ok(self.message_attr(self.owner(&st), &snap, &snap.messages()[at]));
+                }
+                let snap = self.snapshot_of(g, &st)?;
+                let m = find_message(&st.folder, &snap, sub, name).ok_or(Errno::ENOENT)?;
+                Ok(self.message_attr(self.owner(&st), &snap, m))
             }
             _ => Err(Errno::ENOTDIR),
         }
     }
 
-    pub(super) fn find_message<'s>(
-        &self,
-        g: usize,
-        snap: &'s Snapshot,
-        sub: Subdir,
-        name: &OsStr,
-    ) -> Option<(&'s Msg, u32)> {
-        let (uv, uid) = model::parse_message_name(name.as_bytes())?;
-        if uv != snap.index.uidvalidity {
-            return None;
-        }
-        let at = snap.position(uid)?;
-        let m = &snap.messages()[at];
-        let (want_sub, want_name) = self.folder(g).message_file(&snap.index, m);
-        (want_sub == sub && OsStr::new(&want_name) == name).then_some((m, at as u32))
-    }
+    // ---- listing ----
 
-    /// The entries of a directory, `.` and `..` first.
-    pub fn list(&self, ino: Ino, dir_snap: Option<&Arc<Snapshot>>) -> Result<Vec<DirEntry>> {
+    /// The entries of a directory, `.` and `..` first; for `cur/` and `new/` also the snapshot
+    /// they come from.
+    fn entries(&self, ino: Ino) -> Result<Handle> {
         let entry = |ino: Ino, kind: Kind, name: &str| DirEntry {
             ino,
             kind,
@@ -225,42 +306,43 @@ impl MailFs {
         let mut out = vec![entry(ino, Kind::Dir, "."), entry(ROOT, Kind::Dir, "..")];
         match self.decode(ino).ok_or(Errno::ENOENT)? {
             Node::Root => {
-                for (u, user) in self.tree.users.iter().enumerate() {
-                    out.push(entry(
-                        Self::block(self.first_of_user[u]),
-                        Kind::Dir,
-                        &user.name,
-                    ));
+                self.reload_lists();
+                let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+                for u in t.users.iter().filter(|u| !u.gone) {
+                    out.push(entry(Self::block(u.folders[0]), Kind::Dir, &u.tree.name));
                 }
             }
             Node::FolderDir(g) => {
-                for s in Subdir::ALL {
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                if st.trashed.load(Ordering::Relaxed) {
+                    // Being deleted: nothing left to remove.
+                    return Ok(Handle {
+                        entries: Arc::new(out),
+                        snap: None,
+                    });
+                }
+                for s in Subdir::ALL.into_iter().filter(|&s| self.has_sub(&st, s)) {
                     out.push(entry(Self::block(g) + sub_offset(s), Kind::Dir, s.name()));
                 }
                 for c in Control::ALL {
-                    if self.control_bytes(g, c)?.is_some() {
+                    if self.control_bytes(g, &st, c)?.is_some() {
                         out.push(entry(Self::block(g) + c.offset(), Kind::File, c.name()));
                     }
                 }
-                let s = &self.folders[g];
-                if s.folder == 0 {
-                    let user = &self.tree.users[s.user];
-                    // A refused source is not migrated: its folder is not shown either.
-                    for (f, folder) in user
-                        .folders
-                        .iter()
-                        .enumerate()
-                        .skip(1)
-                        .filter(|(_, f)| f.refused.is_none())
-                    {
-                        out.push(entry(
-                            Self::block(self.first_of_user[s.user] + f),
-                            Kind::Dir,
-                            &folder.dir,
-                        ));
+                if st.folder.is_inbox() {
+                    self.reload_lists();
+                    let subs: Vec<usize> = {
+                        let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+                        t.users[st.user].folders[1..].to_vec()
+                    };
+                    for sub in subs {
+                        let Some(s) = self.state(sub) else { continue };
+                        if self.shown(&s) {
+                            out.push(entry(Self::block(sub), Kind::Dir, &s.dir()));
+                        }
                     }
                 }
-                if let Ok(rd) = std::fs::read_dir(self.overlay_dir(g)) {
+                if let Ok(rd) = std::fs::read_dir(self.overlay_dir(&st)) {
                     let mut names: Vec<OsString> = rd
                         .flatten()
                         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -278,24 +360,114 @@ impl MailFs {
                 }
             }
             Node::Sub(g, sub) => {
-                let snap = match dir_snap {
-                    Some(s) => s.clone(),
-                    None => self.snapshot(g)?,
-                };
-                let folder = self.folder(g);
-                for &i in snap.listing(sub) {
-                    let m = &snap.index.messages[i as usize];
-                    let (_, name) = folder.message_file(&snap.index, m);
-                    out.push(DirEntry {
-                        ino: (u64::from(snap.slot) << 32) | u64::from(m.uid),
-                        kind: Kind::File,
-                        name: name.into(),
-                    });
-                }
+                let st = self.state(g).ok_or(Errno::ENOENT)?;
+                let entries = self.sub_entries(g, &st, sub)?;
+                let snap = self.snapshot_of(g, &st)?;
+                return Ok(Handle {
+                    entries,
+                    snap: Some(snap),
+                });
             }
             _ => return Err(Errno::ENOTDIR),
         }
-        Ok(out)
+        Ok(Handle {
+            entries: Arc::new(out),
+            snap: None,
+        })
+    }
+
+    /// The entries of a folder's `cur/`, `new/` or `tmp/`, `.` and `..` first.
+    pub(super) fn sub_entries(
+        &self,
+        g: usize,
+        st: &FolderState,
+        sub: Subdir,
+    ) -> Result<Arc<Vec<DirEntry>>> {
+        let ino = Self::block(g) + sub_offset(sub);
+        let head = [
+            DirEntry {
+                ino,
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: Self::block(g),
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
+        ];
+        if st.trashed.load(Ordering::Relaxed) {
+            return Ok(Arc::new(head.to_vec()));
+        }
+        let snap = self.snapshot_of(g, st)?;
+        if !self.opts.writable {
+            if sub == Subdir::Tmp {
+                return Ok(Arc::new(head.to_vec()));
+            }
+            let i = usize::from(sub == Subdir::New);
+            return Ok(snap.entries[i]
+                .get_or_init(|| {
+                    let listing = snap.listing(sub);
+                    let mut v = Vec::with_capacity(listing.len() + 2);
+                    v.extend(head);
+                    for &at in listing {
+                        let m = &snap.index.messages[at as usize];
+                        let (_, name) = st.folder.message_file(&snap.index, m);
+                        v.push(DirEntry {
+                            ino: snap.ino(m),
+                            kind: Kind::File,
+                            name: name.into(),
+                        });
+                    }
+                    Arc::new(v)
+                })
+                .clone());
+        }
+        // Writable: the mbox's messages as testers left them, then the files they added.
+        let mut v: Vec<DirEntry> = head.to_vec();
+        if sub != Subdir::Tmp {
+            for at in 0..snap.shown {
+                if let Some((s, name)) = self.base_file(st, &snap, at) {
+                    if s == sub {
+                        v.push(DirEntry {
+                            ino: snap.ino(&snap.messages()[at]),
+                            kind: Kind::File,
+                            name: name.into(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.overlay_dir(st).join(sub.name())) {
+            let mut names: Vec<OsString> = rd
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name())
+                .collect();
+            names.sort();
+            for n in names {
+                let rel = writable::sub_path(sub, &n);
+                v.push(DirEntry {
+                    ino: self.overlay_ino(g, &rel),
+                    kind: Kind::File,
+                    name: n,
+                });
+            }
+        }
+        Ok(Arc::new(v))
+    }
+
+    /// The entries of an open directory (made when it was opened), or of `ino` now.
+    fn handle_entries(&self, ino: Ino, fh: u64) -> Result<Handle> {
+        if let Some(h) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+        {
+            return Ok(h.clone());
+        }
+        self.entries(ino)
     }
 
     /// Entries of a directory from `offset` on (the offset of an entry is its position + 1).
@@ -306,27 +478,13 @@ impl MailFs {
         offset: u64,
         mut add: impl FnMut(&DirEntry, u64) -> bool,
     ) -> Result<()> {
-        let snap = self.dir_snapshot(fh);
-        let entries = self.list(ino, snap.as_ref())?;
+        let entries = self.handle_entries(ino, fh)?.entries;
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if add(e, i as u64 + 1) {
                 break;
             }
         }
         Ok(())
-    }
-
-    /// The snapshot an open `cur/` or `new/` lists from.
-    pub(super) fn dir_snapshot(&self, fh: u64) -> Option<Arc<Snapshot>> {
-        match self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh)
-        {
-            Some(Handle::Dir(s)) => s.clone(),
-            _ => None,
-        }
     }
 
     /// Like [`readdir`](Self::readdir), with each entry's attributes (`.` and `..` included).
@@ -337,18 +495,19 @@ impl MailFs {
         offset: u64,
         mut add: impl FnMut(&DirEntry, &Attr, u64) -> bool,
     ) -> Result<()> {
-        let snap = self.dir_snapshot(fh);
-        let entries = self.list(ino, snap.as_ref())?;
-        let folder_of = |ino: Ino| match self.decode(ino) {
-            Some(Node::Sub(g, _)) => Some(g),
+        let Handle { entries, snap } = self.handle_entries(ino, fh)?;
+        let owner = match (&snap, self.decode(ino)) {
+            (Some(_), Some(Node::Sub(g, _))) => self.state(g).map(|st| self.owner(&st)),
             _ => None,
         };
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            let attr = match (folder_of(ino), &snap, e.ino >> 32) {
+            let attr = match (&snap, owner) {
                 // Messages: from the listing's own snapshot, without looking anything up.
-                (Some(g), Some(s), slot) if slot == u64::from(s.slot) && e.name != "." => {
+                (Some(s), Some(owner))
+                    if i >= 2 && e.ino < OVERLAY_BASE && e.ino >> 32 == u64::from(s.slot) =>
+                {
                     match s.by_uid(e.ino as u32) {
-                        Some(m) => self.message_attr(g, s, m),
+                        Some(m) => self.message_attr(owner, s, m),
                         None => continue,
                     }
                 }
@@ -365,21 +524,13 @@ impl MailFs {
     }
 
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
-        let snap = match self.decode(ino).ok_or(Errno::ENOENT)? {
-            Node::Sub(g, _) => Some(self.snapshot(g)?),
-            Node::Root | Node::FolderDir(_) => None,
-            _ => return Err(Errno::ENOTDIR),
-        };
-        Ok(self.add_handle(Handle::Dir(snap)))
-    }
-
-    pub(super) fn add_handle(&self, h: Handle) -> u64 {
+        let handle = self.entries(ino)?;
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.handles
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(fh, h);
-        fh
+            .insert(fh, handle);
+        Ok(fh)
     }
 
     pub fn release(&self, fh: u64) {
@@ -395,24 +546,27 @@ impl MailFs {
     /// sending opens and releases (two round trips a message) and keeps cached pages: reads and
     /// writes come without file handles.
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
-        match self.decode(ino).ok_or(Errno::ENOENT)? {
-            Node::Message(g, slot, uid) => {
-                let snap = self.snapshot(g)?;
+        let node = self.decode(ino).ok_or(Errno::ENOENT)?;
+        let g = node.folder().ok_or(Errno::EISDIR)?;
+        let st = self.state(g).ok_or(Errno::ENOENT)?;
+        match node {
+            Node::Message(_, slot, uid) => {
+                let snap = self.snapshot_of(g, &st)?;
                 if snap.slot != slot {
                     // A message of a generation that is gone: no bytes are the right ones.
                     return Err(Errno::EIO);
                 }
                 let at = snap.position(uid).ok_or(Errno::EIO)?;
-                self.read_message(g, &snap, at as u32, offset, size)
+                self.read_message(g, &st, &snap, at, offset, size)
             }
-            Node::Control(g, c) => {
-                let bytes = self.control_bytes(g, c)?.ok_or(Errno::ENOENT)?;
+            Node::Control(_, c) => {
+                let bytes = self.control_bytes(g, &st, c)?.ok_or(Errno::ENOENT)?;
                 let start = (offset as usize).min(bytes.len());
                 let end = start.saturating_add(size as usize).min(bytes.len());
                 Ok(bytes[start..end].to_vec())
             }
-            Node::Overlay(g, name) => {
-                let file = self.overlay_file(ino, g, &name)?;
+            Node::Overlay(_, name) => {
+                let file = self.overlay_file(ino, &st, &name)?;
                 read_at_most(&file, offset, size)
             }
             Node::Root | Node::FolderDir(_) | Node::Sub(..) => Err(Errno::EISDIR),
@@ -420,57 +574,64 @@ impl MailFs {
     }
 
     /// Reads message bytes, and checks that the mbox did not change meanwhile. If it did, the
-    /// message is read from a new snapshot (it is the same message if its UID, date and size
-    /// are), or the read fails: wrong bytes are never returned.
+    /// message is read from a new snapshot (the same UID in the same generation is the same
+    /// message), or the read fails: wrong bytes are never returned.
     pub(super) fn read_message(
         &self,
         g: usize,
+        st: &FolderState,
         snap: &Arc<Snapshot>,
-        at: u32,
+        at: usize,
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>> {
-        let m = &snap.index.messages[at as usize];
-        if let Some(bytes) = self.read_checked(snap, m, offset, size)? {
+        let m = snap.messages()[at];
+        if let Some(bytes) = self.read_checked(g, st, snap, &m, offset, size)? {
             return Ok(bytes);
         }
-        // The mbox changed: read the same message (same UID, date and size) from a fresh
-        // snapshot, a few times if writers keep changing it.
+        // The mbox changed: read the same message from a fresh snapshot, a few times if writers
+        // keep changing it.
         for _ in 0..5 {
-            self.mark_stale(g);
-            let now = self.snapshot(g)?;
-            let Some(m2) = now
-                .by_uid(m.uid)
-                .filter(|m2| m2.time == m.time && m2.size(&now.index) == m.size(&snap.index))
+            self.mark_stale(st);
+            let now = self.snapshot_of(g, st)?;
+            let Some(at2) = now
+                .position(m.uid)
+                .filter(|&at2| now.slot == snap.slot && now.hashes[at2] == snap.hashes[at])
             else {
                 break;
             };
-            if let Some(bytes) = self.read_checked(&now, m2, offset, size)? {
+            let m2 = now.messages()[at2];
+            if let Some(bytes) = self.read_checked(g, st, &now, &m2, offset, size)? {
                 return Ok(bytes);
             }
         }
         log::warn!(
             "{}: changed while message UID {} was read; the read fails",
-            self.folder(g).display,
+            st.folder.display,
             m.uid
         );
         Err(Errno::EIO)
     }
 
-    pub(super) fn read_checked(
+    fn read_checked(
         &self,
+        g: usize,
+        st: &FolderState,
         snap: &Snapshot,
         m: &Msg,
         offset: u64,
         size: u32,
     ) -> Result<Option<Vec<u8>>> {
-        let (Some(file), Some(id)) = (&snap.file, &snap.id) else {
+        let Some(id) = &snap.id else {
             return Ok(Some(Vec::new()));
+        };
+        let Some(file) = self.source_file(g, st, snap)? else {
+            return Ok(None);
         };
         let total = m.size(&snap.index);
         let len = (total.saturating_sub(offset)).min(u64::from(size)) as usize;
         let mut buf = vec![0; len];
-        let n = match mbox::read_served(file, &snap.index, m, offset, &mut buf) {
+        let n = match mbox::read_served(&file, &snap.index, m, offset, &mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -482,11 +643,26 @@ impl MailFs {
         }
         // Mail appended since is fine: the bytes before the old end are as they were.
         let grew = now.dev == id.dev && now.ino == id.ino && now.len > id.len;
-        let last_from = snap.index.resume.as_ref().map(|r| r.from_line);
         let intact =
-            grew && snap.fp.is_some() && fingerprint(file, id.len, last_from).ok() == snap.fp;
+            grew && snap.fp.is_some() && fingerprint(&file, id.len, snap.fp_from).ok() == snap.fp;
         Ok(intact.then_some(buf))
     }
+}
+
+/// The message that `name` in `sub` names, if it is one of the snapshot's.
+pub(super) fn find_message<'s>(
+    folder: &Folder,
+    snap: &'s Snapshot,
+    sub: Subdir,
+    name: &OsStr,
+) -> Option<&'s Msg> {
+    let (uv, uid) = model::parse_message_name(name.as_bytes())?;
+    if uv != snap.index.uidvalidity {
+        return None;
+    }
+    let m = snap.by_uid(uid)?;
+    let (want_sub, want_name) = folder.message_file(&snap.index, m);
+    (want_sub == sub && OsStr::new(&want_name) == name).then_some(m)
 }
 
 /// Up to `size` bytes of `file` from `offset` (fewer at its end).

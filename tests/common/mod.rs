@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod uw;
+
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
@@ -173,6 +175,11 @@ pub struct Mount {
 
 impl Mount {
     pub fn start(source_args: &[String], extra: &[&str]) -> Mount {
+        Self::start_under(&[], source_args, extra)
+    }
+
+    /// Like [`start`](Self::start), with the mount run under `wrapper` (e.g. `prlimit ...`).
+    pub fn start_under(wrapper: &[&str], source_args: &[String], extra: &[&str]) -> Mount {
         let dir = open_dir("mboxfs-mnt");
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).unwrap();
@@ -181,24 +188,53 @@ impl Mount {
             .tempdir()
             .unwrap();
         let stderr = dir.path().join("mount.log");
-        let child = mboxfs()
-            .arg("mount")
-            .arg(&mountpoint)
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(source_args)
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
         let mut m = Mount {
             mountpoint,
             state,
             _dir: dir,
-            child: Some(child),
+            child: None,
             stderr,
         };
+        m.spawn(wrapper, source_args, extra);
+        m
+    }
+
+    /// Unmounts (SIGTERM) and mounts again at the same place with the same state directory.
+    pub fn remount(&mut self, source_args: &[String], extra: &[&str]) {
+        if self.child.is_some() {
+            let status = self.stop_with(libc::SIGTERM);
+            assert!(status.success(), "mount exited with {status}");
+        }
+        self.spawn(&[], source_args, extra);
+    }
+
+    fn spawn(&mut self, wrapper: &[&str], source_args: &[String], extra: &[&str]) {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = std::process::Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_mboxfs"));
+                c
+            }
+            None => mboxfs(),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr)
+            .unwrap();
+        let child = cmd
+            .arg("mount")
+            .arg(&self.mountpoint)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(source_args)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let m = self;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !is_mounted(&m.mountpoint) {
             if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
@@ -211,7 +247,6 @@ impl Mount {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        m
     }
 
     pub fn log(&self) -> String {
@@ -329,6 +364,7 @@ impl Dovecot {
             "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\ninstance_name = {name}\n\
              log_path = {d}/dovecot.log\nssl = no\ndisable_plaintext_auth = no\n\
              auth_mechanisms = plain\nmail_location = {mail_location}\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n  prefix =\n}}\n\
              passdb {{\n  driver = static\n  args = password=pw\n}}\n{userdb}\
              service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
              inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
@@ -502,4 +538,45 @@ pub fn ensure_user(name: &str) -> u32 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// Test users held by a test: each is made when first needed, and removed (`userdel`) when the
+/// last test of this process holding it ends, if this process made it.
+pub struct TestUsers {
+    pub uids: Vec<u32>,
+}
+
+static HELD_USERS: std::sync::Mutex<(usize, Vec<String>)> = std::sync::Mutex::new((0, Vec::new()));
+
+impl TestUsers {
+    pub fn hold(names: &[&str]) -> TestUsers {
+        let mut held = HELD_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 += 1;
+        let mut uids = Vec::new();
+        for name in names {
+            let existed = std::process::Command::new("id")
+                .args(["-u", name])
+                .output()
+                .unwrap()
+                .status
+                .success();
+            uids.push(ensure_user(name));
+            if !existed {
+                held.1.push(name.to_string());
+            }
+        }
+        TestUsers { uids }
+    }
+}
+
+impl Drop for TestUsers {
+    fn drop(&mut self) {
+        let mut held = HELD_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 -= 1;
+        if held.0 == 0 {
+            for name in held.1.drain(..) {
+                let _ = std::process::Command::new("userdel").arg(&name).status();
+            }
+        }
+    }
 }
