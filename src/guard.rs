@@ -17,15 +17,21 @@
 //! it did not make), as it does for a DEST with no stamps at all, where a `dovecot-uidlist` that
 //! Dovecot rewrote (its `G` GUID) counts too.
 //!
-//! DEST is read without following symbolic links (`symlink_metadata`, `O_NOFOLLOW`).
+//! DEST is read through [`safe`](crate::safe): DEST itself is the admin's, everything below it
+//! is reached from directory descriptors one name at a time, following no symbolic link.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, SFlag};
 
 use crate::model::{self, Folder, Tree, UserTree};
+use crate::safe::Dir;
 
 /// The directory of the stamps, in DEST.
 pub const STAMPS: &str = ".mboxfs-guard";
@@ -37,11 +43,35 @@ pub struct Stamp {
     nanos: i64,
 }
 
-fn ctime(md: &std::fs::Metadata) -> Stamp {
-    Stamp {
-        secs: md.ctime(),
-        nanos: md.ctime_nsec(),
+/// What the guard needs to know of an entry.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    dir: bool,
+    ctime: Stamp,
+}
+
+impl Meta {
+    fn of(st: &FileStat) -> Meta {
+        Meta {
+            dir: SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR,
+            ctime: Stamp {
+                secs: st.st_ctime,
+                nanos: st.st_ctime_nsec,
+            },
+        }
     }
+}
+
+/// `fstat` of an open file or directory.
+fn meta_of(fd: impl AsFd) -> Option<Meta> {
+    nix::sys::stat::fstat(fd).ok().map(|st| Meta::of(&st))
+}
+
+/// `fstatat` of one name in `dir`, not following it; `None` if it is not there.
+fn meta_at(dir: &Dir, name: &OsStr) -> Option<Meta> {
+    nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .ok()
+        .map(|st| Meta::of(&st))
 }
 
 /// What a user's stamp says.
@@ -69,37 +99,20 @@ impl std::fmt::Display for Finding {
     }
 }
 
-fn lstat(p: &Path) -> io::Result<std::fs::Metadata> {
-    std::fs::symlink_metadata(p)
-}
-
-/// Reads a small file without following a symbolic link.
-fn read_nofollow(p: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(p)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    let mut out = Vec::new();
-    f.take(limit).read_to_end(&mut out)?;
-    Ok(out)
-}
-
-fn stamp_path(dest: &Path, user: &str) -> PathBuf {
-    dest.join(STAMPS).join(user)
-}
-
-fn state(dest: &Path, user: &str) -> State {
-    let p = stamp_path(dest, user);
-    let (Ok(md), Ok(text)) = (lstat(&p), read_nofollow(&p, 256)) else {
+fn state(stamps: Option<&Dir>, user: &str) -> State {
+    let Some(file) = stamps.and_then(|d| d.open_file(user, false).ok()) else {
         return State::Unknown;
     };
-    let text = String::from_utf8_lossy(&text);
+    let Some(md) = meta_of(&file) else {
+        return State::Unknown;
+    };
+    let mut text = String::new();
+    if file.take(256).read_to_string(&mut text).is_err() {
+        return State::Unknown;
+    }
     let mut words = text.split_whitespace();
     match words.next() {
-        Some("finished") => State::Finished(ctime(&md)),
+        Some("finished") => State::Finished(md.ctime),
         Some("running") => {
             let prev = match (words.next(), words.next()) {
                 (Some(s), Some(n)) => s
@@ -129,7 +142,7 @@ fn uidlist_rewritten_by_dovecot(bytes: &[u8]) -> bool {
         .any(|f| !f.is_empty() && !matches!(f[0], b'V' | b'N'))
 }
 
-/// Collects the findings of one folder directory.
+/// Collects the findings of one user's tree.
 struct Walk<'a> {
     user: &'a UserTree,
     /// Only changes after this count (None: any time).
@@ -142,33 +155,34 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn changed(&self, md: &std::fs::Metadata) -> bool {
-        self.after.is_none_or(|t| ctime(md) > t)
+    fn changed(&self, md: Meta) -> bool {
+        self.after.is_none_or(|t| md.ctime > t)
     }
 
     fn add(&mut self, place: String, what: String) {
         self.out.push(Finding { place, what });
     }
 
-    /// The user's root: Dovecot's list index, subscriptions, folders mboxfs did not make.
-    fn root(&mut self, root: &Path) {
-        let Ok(rd) = std::fs::read_dir(root) else {
+    /// The user's root: subscriptions, folders mboxfs did not make.
+    fn root(&mut self, root: &Dir) {
+        let Ok(names) = root.list() else {
             return;
         };
         let ours: HashSet<&[u8]> = self.user.folders.iter().map(|f| f.dir.as_bytes()).collect();
         let mut foreign = Vec::new();
-        for e in rd.flatten() {
-            let name = e.file_name();
+        for (name, _) in names {
             let n = name.as_bytes();
-            let Ok(md) = lstat(&e.path()) else { continue };
+            let Some(md) = meta_at(root, &name) else {
+                continue;
+            };
             if n == model::SUBSCRIPTIONS.as_bytes() {
-                if self.by_time && self.changed(&md) {
+                if self.by_time && self.changed(md) {
                     self.add(
                         self.user.name.clone(),
                         "subscriptions changed (a client subscribed or unsubscribed)".into(),
                     );
                 }
-            } else if md.is_dir() && n.starts_with(b".") && !ours.contains(n) && self.changed(&md) {
+            } else if md.dir && n.starts_with(b".") && !ours.contains(n) && self.changed(md) {
                 foreign.push(String::from_utf8_lossy(n).into_owned());
             }
         }
@@ -184,16 +198,19 @@ impl Walk<'_> {
         }
     }
 
-    fn folder(&mut self, root: &Path, f: &Folder) {
+    fn folder(&mut self, root: &Dir, f: &Folder) {
         let place = format!("{}/{}", self.user.name, f.display);
         let dir = if f.dir.is_empty() {
-            root.to_path_buf()
+            root.try_clone()
         } else {
-            root.join(&f.dir)
+            root.open_dir(&f.dir)
         };
-        let Ok(md) = lstat(&dir) else {
+        let Ok(dir) = dir else {
             // A folder mboxfs wrote that is gone: deleted or renamed in Dovecot.
-            if self.by_time && lstat(root).is_ok_and(|r| self.changed(&r)) {
+            if self.by_time
+                && meta_at(root, OsStr::new(&f.dir)).is_none()
+                && meta_of(root).is_some_and(|m| self.changed(m))
+            {
                 self.add(
                     place,
                     "the folder is gone (deleted or renamed in Dovecot?)".into(),
@@ -201,36 +218,32 @@ impl Walk<'_> {
             }
             return;
         };
-        if !md.is_dir() {
-            return;
-        }
         let mut dovecot_files = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let name = e.file_name();
-                let n = name.as_bytes();
-                let Ok(emd) = lstat(&e.path()) else { continue };
-                if is_dovecot_file(n) && self.changed(&emd) {
-                    dovecot_files.push(String::from_utf8_lossy(n).into_owned());
-                } else if n == model::UIDLIST.as_bytes() {
-                    if self.by_time && self.changed(&emd) {
-                        self.add(
-                            place.clone(),
-                            "dovecot-uidlist rewritten since mboxfs wrote it".into(),
-                        );
-                    } else if self.uidlist_content
-                        && read_nofollow(&e.path(), 4096)
-                            .is_ok_and(|b| uidlist_rewritten_by_dovecot(&b))
-                    {
-                        self.add(
-                            place.clone(),
-                            "dovecot-uidlist rewritten by Dovecot (its GUID is in the header)"
-                                .into(),
-                        );
-                    }
-                } else if n == model::KEYWORDS.as_bytes() && self.by_time && self.changed(&emd) {
-                    self.add(place.clone(), "dovecot-keywords changed".into());
+        for (name, _) in dir.list().unwrap_or_default() {
+            let n = name.as_bytes();
+            let Some(md) = meta_at(&dir, &name) else {
+                continue;
+            };
+            if is_dovecot_file(n) && self.changed(md) {
+                dovecot_files.push(String::from_utf8_lossy(n).into_owned());
+            } else if n == model::UIDLIST.as_bytes() {
+                if self.by_time && self.changed(md) {
+                    self.add(
+                        place.clone(),
+                        "dovecot-uidlist rewritten since mboxfs wrote it".into(),
+                    );
+                } else if self.uidlist_content
+                    && dir
+                        .read_small(model::UIDLIST, 1 << 20)
+                        .is_ok_and(|b| uidlist_rewritten_by_dovecot(&b))
+                {
+                    self.add(
+                        place.clone(),
+                        "dovecot-uidlist rewritten by Dovecot (its GUID is in the header)".into(),
+                    );
                 }
+            } else if n == model::KEYWORDS.as_bytes() && self.by_time && self.changed(md) {
+                self.add(place.clone(), "dovecot-keywords changed".into());
             }
         }
         if !dovecot_files.is_empty() {
@@ -241,26 +254,28 @@ impl Walk<'_> {
         let tag = format!(".{:08x},", f.tag);
         let (mut renamed, mut foreign, mut dirs_changed) = (Vec::new(), Vec::new(), Vec::new());
         for sub in [model::Subdir::Cur, model::Subdir::New] {
-            let d = dir.join(sub.name());
-            let Ok(dmd) = lstat(&d) else { continue };
             // Nothing was added, removed or renamed in a directory that has not changed.
-            if !dmd.is_dir() || !self.changed(&dmd) {
+            let Some(dmd) = meta_at(&dir, OsStr::new(sub.name())) else {
+                continue;
+            };
+            if !dmd.dir || !self.changed(dmd) {
                 continue;
             }
             dirs_changed.push(sub.name());
-            let Ok(rd) = std::fs::read_dir(&d) else {
+            let Ok(d) = dir.open_dir(sub.name()) else {
                 continue;
             };
-            for e in rd.flatten() {
-                let name = e.file_name();
+            for (name, _) in d.list().unwrap_or_default() {
                 let n = name.as_bytes();
                 let ours = model::parse_message_name(n).is_some()
                     && n.windows(tag.len()).any(|w| w == tag.as_bytes());
                 if ours && !self.by_time {
                     continue;
                 }
-                let Ok(emd) = lstat(&e.path()) else { continue };
-                if !self.changed(&emd) {
+                let Some(emd) = meta_at(&d, &name) else {
+                    continue;
+                };
+                if !self.changed(emd) {
                     continue;
                 }
                 let shown = format!("{}/{}", sub.name(), String::from_utf8_lossy(n));
@@ -327,15 +342,16 @@ fn examples(names: &[String]) -> String {
 /// as mboxfs left it, or does not exist.
 pub fn check(tree: &Tree, dest: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
-    if !lstat(dest).is_ok_and(|m| m.is_dir()) {
+    let Ok(root) = Dir::open_trusted(dest) else {
         return out;
-    }
+    };
+    let stamps = root.open_dir(STAMPS).ok();
     for user in &tree.users {
-        let root = dest.join(&user.name);
-        if !lstat(&root).is_ok_and(|m| m.is_dir()) {
+        // A user's directory that is a symbolic link is not entered (materialize refuses it).
+        let Ok(udir) = root.open_dir(&user.name) else {
             continue;
-        }
-        let st = state(dest, &user.name);
+        };
+        let st = state(stamps.as_ref(), &user.name);
         let mut w = Walk {
             user,
             after: match st {
@@ -347,9 +363,9 @@ pub fn check(tree: &Tree, dest: &Path) -> Vec<Finding> {
             uidlist_content: st == State::Unknown,
             out: Vec::new(),
         };
-        w.root(&root);
+        w.root(&udir);
         for f in &user.folders {
-            w.folder(&root, f);
+            w.folder(&udir, f);
         }
         out.extend(w.out);
     }
@@ -377,51 +393,49 @@ pub fn refusal(dest: &Path, findings: &[Finding]) -> String {
     s
 }
 
-fn write_stamp(dest: &Path, user: &str, text: &str) -> io::Result<()> {
-    let dir = dest.join(STAMPS);
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if !lstat(&dir)?.is_dir() {
-                return Err(io::Error::other(format!(
-                    "{}: not a directory",
-                    dir.display()
-                )));
-            }
-        }
-        Err(e) => return Err(e),
+/// DEST's stamps directory, made when missing (root's, 0700), if mboxfs made DEST (its marker
+/// is there). `None` for a DEST mboxfs did not make: materialize decides about those, and must
+/// find an empty DEST still empty.
+fn stamps_dir(dest: &Path) -> io::Result<Option<Dir>> {
+    let root = Dir::open_trusted(dest)?;
+    match root.stat_at(crate::materialize::MARKER)? {
+        Some(st) if st.kind == crate::safe::Kind::File => Ok(Some(root.make_dir(STAMPS, 0o700)?)),
+        _ => Ok(None),
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(stamp_path(dest, user))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }
 
-/// Whether mboxfs made `dest` (its marker is there).
-fn made_by_mboxfs(dest: &Path) -> bool {
-    lstat(&dest.join(crate::materialize::MARKER)).is_ok_and(|m| m.is_file())
+/// Writes a stamp afresh; returns its ctime.
+fn write_stamp(stamps: &Dir, name: &str, text: &str) -> io::Result<Stamp> {
+    match stamps.remove_file(name) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = stamps.create_new(name, 0o600)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    meta_of(&f)
+        .map(|m| m.ctime)
+        .ok_or_else(|| io::Error::other("fstat failed"))
 }
 
 /// Marks the users' trees as being written (before `materialize` starts), keeping the time of
-/// the last finished run. Does nothing in a DEST mboxfs did not make (materialize decides about
-/// those, and must find an empty DEST still empty).
+/// the last finished run.
 pub fn begin(tree: &Tree, dest: &Path) -> io::Result<()> {
-    if !made_by_mboxfs(dest) {
+    let stamps = match Dir::open_trusted(dest) {
+        Ok(_) => stamps_dir(dest)?,
+        Err(_) => None, // DEST does not exist yet: materialize makes it
+    };
+    let Some(stamps) = stamps else {
         return Ok(());
-    }
+    };
     for u in &tree.users {
-        let text = match state(dest, &u.name) {
+        let text = match state(Some(&stamps), &u.name) {
             State::Finished(t) | State::Running(Some(t)) => {
                 format!("running {} {}\n", t.secs, t.nanos)
             }
             State::Running(None) | State::Unknown => "running\n".to_string(),
         };
-        write_stamp(dest, &u.name, &text)?;
+        write_stamp(&stamps, &u.name, &text)?;
     }
     Ok(())
 }
@@ -429,26 +443,29 @@ pub fn begin(tree: &Tree, dest: &Path) -> io::Result<()> {
 /// Removes the users' stamps (when they cannot be kept up to date): the next check then
 /// counts only what mboxfs never writes.
 pub fn forget(tree: &Tree, dest: &Path) {
+    let Ok(Some(stamps)) = stamps_dir(dest) else {
+        return;
+    };
     for u in &tree.users {
-        let _ = std::fs::remove_file(stamp_path(dest, &u.name));
+        let _ = stamps.remove_file(&u.name);
     }
 }
 
 /// Marks the users' trees as written (after `materialize`): from now on, any change is
 /// someone else's.
 pub fn finish(tree: &Tree, dest: &Path) -> io::Result<()> {
-    if !made_by_mboxfs(dest) {
+    let Some(stamps) = stamps_dir(dest)? else {
         return Ok(());
-    }
+    };
+    let root = Dir::open_trusted(dest)?;
     let mut last = None;
     for u in &tree.users {
-        if lstat(&dest.join(&u.name)).is_ok_and(|m| m.is_dir()) {
-            write_stamp(dest, &u.name, "finished\n")?;
-            last = Some(ctime(&lstat(&stamp_path(dest, &u.name))?));
+        if root.open_dir(&u.name).is_ok() {
+            last = Some(write_stamp(&stamps, &u.name, "finished\n")?);
         }
     }
     if let Some(last) = last {
-        wait_past(dest, last)?;
+        wait_past(&stamps, last)?;
     }
     Ok(())
 }
@@ -456,14 +473,12 @@ pub fn finish(tree: &Tree, dest: &Path) -> io::Result<()> {
 /// Returns once the file system's clock has moved past `t`. File times come from a coarse
 /// clock (a few milliseconds a tick): without the wait, a change made right after the run
 /// could carry the stamp's own time and go unnoticed.
-fn wait_past(dest: &Path, t: Stamp) -> io::Result<()> {
-    let probe = dest.join(STAMPS).join(".clock");
+fn wait_past(stamps: &Dir, t: Stamp) -> io::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        write_stamp(dest, ".clock", "")?;
-        let now = ctime(&lstat(&probe)?);
+        let now = write_stamp(stamps, ".clock", "")?;
         if now > t || std::time::Instant::now() > deadline {
-            return std::fs::remove_file(&probe);
+            return stamps.remove_file(".clock");
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }

@@ -256,8 +256,12 @@ fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
         guard::forget(&tree, &a.dest);
     }
     let result = materialize::run(&tree, &config.index, &a.dest, &opts);
-    // Even a failed run wrote only what mboxfs writes: from here on, changes are someone else's.
-    if let Err(e) = guard::finish(&tree, &a.dest) {
+    // A run that went through (even with failed folders) wrote only what mboxfs writes: from
+    // here on, changes are someone else's. One that could not run (DEST locked by another run)
+    // leaves the stamps saying `running`, which the next check reads safely.
+    if result.is_ok()
+        && let Err(e) = guard::finish(&tree, &a.dest)
+    {
         log::warn!("{}: cannot mark the run as finished: {e}", a.dest.display());
     }
     let s = result?;

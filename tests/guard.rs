@@ -208,8 +208,18 @@ fn a_message_delivered_into_dest_is_found() {
         "Subject: new\n\nhi\n",
     )
     .unwrap();
+    // A symbolic link in the tree is not followed: what it points to is not looked at.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir(elsewhere.path().join("cur")).unwrap();
+    std::fs::write(elsewhere.path().join("dovecot.index"), "x").unwrap();
+    std::fs::write(elsewhere.path().join("cur/foreign-message"), "x").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dest.join(&user).join(".Linked")).unwrap();
     let (code, _, err) = run(&host, "materialize", &dest, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("1 message mboxfs did not write"), "{err}");
     assert!(err.contains("new/1767225600.M1P2.mailhost"), "{err}");
+    assert!(
+        !err.contains("Linked") && !err.contains("dovecot.index") && !err.contains("foreign"),
+        "{err}"
+    );
 }
