@@ -13,7 +13,6 @@
 //! Nothing is written, and DEST is read without following symbolic links.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -248,26 +247,33 @@ impl Needs {
     }
 }
 
-/// What an earlier pass already wrote under `dest`: (inodes, bytes), without following links.
+/// What an earlier pass already wrote under `dest`: (inodes, bytes), walked from directory
+/// descriptors without following a symbolic link (depth first: a few descriptors open at once).
 fn already_there(dest: &Path) -> (u64, u64) {
-    let (mut inodes, mut bytes) = (0u64, 0u64);
-    let mut stack = vec![dest.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+    fn walk(d: &crate::safe::Dir, depth: usize, total: &mut (u64, u64)) {
+        for (name, _) in d.list().unwrap_or_default() {
+            let Ok(st) = nix::sys::stat::fstatat(
+                d,
+                name.as_os_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) else {
                 continue;
             };
-            inodes += 1;
-            bytes += md.blocks() * 512;
-            if md.is_dir() {
-                stack.push(e.path());
+            total.0 += 1;
+            total.1 += st.st_blocks as u64 * 512;
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && depth < 8
+                && let Ok(sub) = d.open_dir(&name)
+            {
+                walk(&sub, depth + 1, total);
             }
         }
     }
-    (inodes, bytes)
+    let mut total = (0, 0);
+    if let Ok(root) = crate::safe::Dir::open_trusted(dest) {
+        walk(&root, 0, &mut total);
+    }
+    total
 }
 
 /// Dovecot's version and where it is, if it is installed.
