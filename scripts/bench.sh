@@ -3,8 +3,8 @@
 #   index    `mboxfs plan --jobs 1` (one core, page cache) against `cat` of the same files;
 #            the index's memory per message
 #   mount    `tar cf - MOUNT | cat` against the same on a real copy of the tree; imapcheck's
-#            select+meta and bodies times through Dovecot on the mount, on a real maildir, and
-#            on the mbox files themselves
+#            select+meta and bodies times through Dovecot on the mount (read-only and
+#            --writable), on a real maildir, and on the mbox files themselves
 #   write    `mboxfs materialize` against `cp -a` of its own output, Debian's `mb2md`, and
 #            Dovecot's `doveadm backup` from mbox to maildir
 #   live     noticing one appended message in a 100 MB and a 400 MB mbox, against reading the
@@ -198,16 +198,21 @@ sm = re.search(r'select\+meta ([0-9.]+)s', t).group(1); b = re.search(r'bodies (
 p, f = re.search(r'(\d+) passed, (\d+) failed', t).groups()
 print(sm, b, p, f)"
 }
+mkdir -p "$w/wmnt"
+"$mboxfs" mount "$w/wmnt" --writable --state-dir "$w/wstate" --owner nobody "${src[@]}" >/dev/null 2>"$w/wmount.log" &
+pids+=($!)
+for _ in $(seq 100); do mountpoint -q "$w/wmnt" && break; sleep 0.1; done
 cp -a "$host" "$w/mboxsrc"
 chown -R nobody:nogroup "$w/mboxsrc"
 dovecot_on mount "maildir:$w/mnt/%u" 11931
+dovecot_on writable "maildir:$w/wmnt/%u" 11936
 dovecot_on maildir "maildir:$w/dest/%u" 11932
 dovecot_on mbox "mbox:$w/mboxsrc/home/%u:INBOX=$w/mboxsrc/var/spool/mail/%u" 11933
 say "Dovecot + imapcheck --bodies (first run builds Dovecot's indexes; second is warm)"
 printf '%-28s %12s %10s %8s\n' "" "select+meta" "bodies" "result"
 declare -A sm b
 for run in 1 2; do
-    for s in mount:11931 maildir:11932 mbox:11933; do
+    for s in mount:11931 writable:11936 maildir:11932 mbox:11933; do
         name=${s%%:*}
         read -r sm_ b_ p f < <(check "${s##*:}")
         sm[$name$run]=$sm_
@@ -217,6 +222,7 @@ for run in 1 2; do
 done
 for run in 1 2; do
     echo "run $run: mount / maildir = $(ratio "${sm[mount$run]}" "${sm[maildir$run]}") (select+meta), $(ratio "${b[mount$run]}" "${b[maildir$run]}") (bodies); goal <= 1.25"
+    echo "run $run: writable mount / maildir = $(ratio "${sm[writable$run]}" "${sm[maildir$run]}") (select+meta), $(ratio "${b[writable$run]}" "${b[maildir$run]}") (bodies); goal <= 1.25"
     echo "run $run: mount / mbox    = $(ratio "${sm[mount$run]}" "${sm[mbox$run]}") (select+meta), $(ratio "${b[mount$run]}" "${b[mbox$run]}") (bodies)"
 done
 

@@ -13,9 +13,15 @@
 //! the kernel never serves cached bytes of one message under another's name); overlay files
 //! count down from `1 << 63`.
 //!
-//! The parts: `inode` (what each inode number names), `snapshot` (indexing an mbox and
-//! following it as it changes), `view` (attributes, names, listings and bytes) and
-//! `overlay` (Dovecot's own files, kept in the state directory).
+//! The parts:
+//! - `inode`: what each inode number names;
+//! - `reading`: opening a folder's mbox through the safe walk, indexing it whole or only what was
+//!   appended, under the writers' locks;
+//! - `snapshot`: the folder as last read, with the UIDs served (`uids`: the promise to clients'
+//!   caches, kept in the state directory);
+//! - `view`: attributes, names, listings and bytes;
+//! - `overlay`: Dovecot's own files, kept in the state directory, and `quota`, the bound on them;
+//! - `writable` and `changes`: what testers do on a `--writable` mount, and where it is kept.
 //!
 //! Each mbox is indexed on first use and looked at again (a `stat`) when its snapshot is older
 //! than the recheck interval. Message bytes are read with `pread` from the snapshot's open file,
@@ -42,6 +48,7 @@ mod changes;
 mod inode;
 mod overlay;
 mod quota;
+mod reading;
 mod snapshot;
 mod uids;
 mod view;
@@ -52,7 +59,7 @@ use inode::{Control, Node, OverlayInodes, sub_offset};
 pub use overlay::merge_uidlist;
 use overlay::overlay_name_ok;
 pub use quota::parse_size;
-use snapshot::fingerprint;
+use reading::{Fingerprint, Indexed, Source, fingerprint, hash_messages};
 pub use snapshot::{SETTLE, SETTLE_COMPLETE, Snapshot};
 
 pub type Ino = u64;
