@@ -82,10 +82,10 @@ impl MailFs {
         }
     }
 
-    /// Creates a file of Dovecot's in a folder directory.
-    /// Creates a file of Dovecot's in a folder directory. Its reads and writes then come by
-    /// inode, like every file's (the descriptor used for them is opened without `O_APPEND`,
-    /// which would make positioned writes append).
+    /// Creates a file of Dovecot's in a folder directory (or, writable, a message file in
+    /// `cur/ new/ tmp/`). Its reads and writes then come by inode, like every file's (the
+    /// descriptor used for them is opened without `O_APPEND`, which would make positioned
+    /// writes append).
     pub fn create(&self, parent: Ino, name: &OsStr, mode: u32, flags: i32) -> Result<Attr> {
         if let Ok((g, st, sub)) = self.writable_sub(parent) {
             return self.create_message_file(g, &st, sub, name, mode, flags);
@@ -102,16 +102,28 @@ impl MailFs {
         if !overlay_name_ok(name) || self.is_generated_name(g, name) {
             return Err(Errno::EACCES);
         }
-        let path = self.overlay_dir(&st).join(name);
-        self.charge_creation(&st, &path, flags)?;
+        self.create_overlay_file(&st, &self.overlay_dir(&st).join(name), mode, flags)?;
+        self.overlay_attr(g, &st, name)
+    }
+
+    /// Makes (or, with `O_TRUNC`, empties) a file of the state directory as `create` asks,
+    /// charged to its user; its reads and writes then come by inode.
+    pub(super) fn create_overlay_file(
+        &self,
+        st: &FolderState,
+        path: &Path,
+        mode: u32,
+        flags: i32,
+    ) -> Result<()> {
+        self.charge_creation(st, path, flags)?;
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(flags & libc::O_TRUNC != 0)
             .custom_flags(libc::O_NOFOLLOW | (flags & libc::O_EXCL))
             .mode(mode & 0o666)
-            .open(&path)?;
-        self.overlay_attr(g, &st, name)
+            .open(path)?;
+        Ok(())
     }
 
     pub fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {

@@ -293,14 +293,7 @@ impl MailFs {
             return Err(Errno::EACCES);
         }
         let dir = self.overlay_sub(st, sub)?;
-        self.charge_creation(st, &dir.join(name), flags)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(flags & libc::O_TRUNC != 0)
-            .custom_flags(libc::O_NOFOLLOW | (flags & libc::O_EXCL))
-            .mode(mode & 0o666)
-            .open(dir.join(name))?;
+        self.create_overlay_file(st, &dir.join(name), mode, flags)?;
         self.overlay_attr(g, st, &sub_path(sub, name))
     }
 
