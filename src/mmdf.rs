@@ -59,6 +59,8 @@ pub fn file_date(mtime: i64) -> MboxDate {
 pub struct Scanner {
     pos: u64,
     started: bool,
+    /// c-client's parser state, carried from one message to the next (see [`scan::scan_header`]).
+    retain: bool,
     file_date: MboxDate,
     finder: memmem::Finder<'static>,
 }
@@ -70,6 +72,7 @@ impl Scanner {
         Scanner {
             pos: 0,
             started: false,
+            retain: true,
             file_date: file_date(mtime),
             finder: memmem::Finder::new(SEPARATOR),
         }
@@ -136,8 +139,14 @@ impl Scanner {
             }
         };
         msg.from_line = open..from_end;
-        let (header_end, hidden_nl, hidden_crlf) =
-            scan::scan_header(hay, from_end, msg, HeaderEnd::Mmdf { separator_first })?;
+        let header = scan::scan_header(
+            hay,
+            from_end,
+            msg,
+            HeaderEnd::Mmdf { separator_first },
+            &mut self.retain,
+        )?;
+        let header_end = header.end;
         msg.header_end = header_end;
         let close = self.terminator(hay, header_end, msg)?;
         msg.end = close.unwrap_or(len);
@@ -155,18 +164,20 @@ impl Scanner {
                 }
             }
         };
+        if !header.counted && msg.end == header_end {
+            // c-client's parser counted nothing of it: it takes the size it computes when the
+            // message is fetched, without a word.
+            msg.cclient &= !quirk::SIZE_MISMATCH;
+        }
         let (nl, crlf) = scan::scan_text(hay, from_end, msg.end, &mut msg.hidden)?;
         scan::merge_ranges(&mut msg.hidden);
-        msg.newlines = nl - hidden_nl;
-        msg.crlf = crlf - hidden_crlf;
+        msg.newlines = nl - header.hidden_nl;
+        msg.crlf = crlf - header.hidden_crlf;
         Ok(true)
     }
 
     /// The From_ line starting at `start`, if there is one: where it ends and its date.
-    fn find_from_line(
-        hay: &mut impl Haystack,
-        start: u64,
-    ) -> io::Result<Option<(u64, MboxDate)>> {
+    fn find_from_line(hay: &mut impl Haystack, start: u64) -> io::Result<Option<(u64, MboxDate)>> {
         if !hay.get(start, 5)?.starts_with(b"From ") {
             return Ok(None);
         }
@@ -317,11 +328,12 @@ mod tests {
             texts(&data),
             ["S: s\n\na\x01\x01\x01\x01\nx\x01\x01\x01\x01\r\n"]
         );
-        // A status header cut by a separator is hidden, not read.
+        // A status header cut by a separator is hidden, and read as c-client's reader leaves
+        // the line: its last byte made a line feed ("Status: R").
         let data = format!("{D}{F}Subject: hi\nStatus: RO\x01\x01\x01\x01\n{F}S: t\n\nb\n{D}");
         let msgs = scan_all(data.as_bytes(), 0).unwrap();
         assert_eq!(texts(&data)[0], "Subject: hi\n");
-        assert_eq!(msgs[0].flags, 0);
+        assert_eq!(msgs[0].flags, flag::SEEN);
     }
 
     #[test]

@@ -310,8 +310,12 @@ impl Scanner {
             ));
         }
 
-        let (header_end, hidden_nl, hidden_crlf) =
-            scan_header(hay, from_end, msg, HeaderEnd::Mbox)?;
+        let HeaderScan {
+            end: header_end,
+            hidden_nl,
+            hidden_crlf,
+            ..
+        } = scan_header(hay, from_end, msg, HeaderEnd::Mbox, &mut true)?;
         msg.header_end = header_end;
         let stop = if header_end >= len {
             len
@@ -411,19 +415,41 @@ pub(crate) enum HeaderEnd {
 /// MMDF's message separator line.
 pub(crate) const MMDF_SEPARATOR: &[u8] = b"\x01\x01\x01\x01\n";
 
+/// What [`scan_header`] found.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderScan {
+    /// Where the header ends.
+    pub end: u64,
+    /// Line feeds and CRLF pairs of the hidden status lines.
+    pub hidden_nl: u64,
+    pub hidden_crlf: u64,
+    /// c-client's parser counted a line of it in RFC822.SIZE (an ordinary line).
+    pub counted: bool,
+}
+
 /// Reads the header lines from `start` up to and including the blank line (or the end of the
-/// data, or where `ends` says), recording status headers. Returns where the header ends, and the
-/// line feeds and CRLF pairs of the hidden status lines.
+/// data, or where `ends` says), recording status headers. `retain` is c-client's parser state:
+/// whether a continuation line is taken (after an ordinary line); the unix driver's headers all
+/// end with a blank line, which sets it, but an MMDF header can end at a separator and leave it
+/// unset for the next message.
 pub(crate) fn scan_header(
     hay: &mut impl Haystack,
     start: u64,
     msg: &mut RawMessage,
     ends: HeaderEnd,
-) -> Result<(u64, u64, u64), ScanError> {
+    retain: &mut bool,
+) -> Result<HeaderScan, ScanError> {
     let len = hay.len();
     let mut pos = start;
-    // c-client's parser: whether a continuation line is taken (after an ordinary line).
-    let mut retain = true;
+    let mut counted = false;
+    let done = |end, hidden_nl, hidden_crlf, counted| {
+        Ok(HeaderScan {
+            end,
+            hidden_nl,
+            hidden_crlf,
+            counted,
+        })
+    };
     // c-client's header filter: after a hidden field (its continuation lines are hidden too),
     // or after a kept one (its continuation lines are kept without a look).
     let mut filter = Filter::Start;
@@ -432,36 +458,49 @@ pub(crate) fn scan_header(
         // The line, how it ends, and whether it is the header's last (MMDF).
         let mut last = false;
         let mut cut = false;
+        // A separator as the first line (MMDF): c-client stops before it parses it.
+        let mut separator = false;
         let (line_len, mut info) = {
             let w = hay.get(pos, HEADER_WINDOW)?;
             match memchr::memchr(b'\n', &w[..w.len().min(MAX_LINE_LOOK)]) {
                 Some(i) => {
                     let mut l = &w[..=i];
+                    let mut parsed = None;
                     if let HeaderEnd::Mmdf { separator_first } = ends {
                         if l == MMDF_SEPARATOR {
                             if !(separator_first && pos == start) {
-                                return Ok((pos, hidden_nl, hidden_crlf));
+                                return done(pos, hidden_nl, hidden_crlf, counted);
                             }
                             msg.cclient |= quirk::CUT_LINE;
                             last = true;
+                            separator = true;
                         } else if l.len() > MMDF_SEPARATOR.len() + 1 && l.ends_with(MMDF_SEPARATOR)
                         {
                             l = &l[..l.len() - MMDF_SEPARATOR.len()];
                             cut = true;
+                            // c-client's reader ends the cut line with a line feed in place of
+                            // its last byte, and its parser reads that.
+                            let mut view = l.to_vec();
+                            *view.last_mut().expect("at least 2 bytes") = b'\n';
+                            parsed = Some(classify(&view, *retain).parsed);
                         }
                     }
-                    (l.len() as u64, classify(l, retain))
+                    let mut info = classify(l, *retain);
+                    if let Some(p) = parsed {
+                        info.parsed = p;
+                    }
+                    (l.len() as u64, info)
                 }
                 None => {
                     let look = w.len().min(MAX_LINE_LOOK);
-                    (0, classify(&w[..look], retain))
+                    (0, classify(&w[..look], *retain))
                 }
             }
         };
-        let (end, lf, crlf) = if line_len > 0 && !cut {
-            (pos + line_len, info.ends_with_lf, info.ends_with_crlf)
-        } else if cut {
+        let (end, lf, crlf) = if cut {
             (pos + line_len, false, false)
+        } else if line_len > 0 {
+            (pos + line_len, info.ends_with_lf, info.ends_with_crlf)
         } else {
             // A line longer than the part looked at: its end, and how it ends.
             let mut end = line_end(hay, pos)?;
@@ -469,6 +508,7 @@ pub(crate) fn scan_header(
             let w = hay.get(end - back, back as usize)?;
             let tail = &w[..back as usize];
             if matches!(ends, HeaderEnd::Mmdf { .. }) && tail.ends_with(MMDF_SEPARATOR) {
+                // Its status value (if any) was cut at the part looked at anyway.
                 end -= MMDF_SEPARATOR.len() as u64;
                 cut = true;
                 (end, false, false)
@@ -477,18 +517,16 @@ pub(crate) fn scan_header(
             }
         };
         if cut {
-            // c-client's reader cut the line before the separator, and what its parser then saw
-            // of it is not the line: it is not read. The header ends there.
+            // The separator ends the header here.
             msg.cclient |= quirk::CUT_LINE;
-            info.parsed = Parsed::Plain;
             info.blank = false;
-            info.raw_continuation = false;
             last = true;
         }
 
         // c-client's parser, on the stored bytes.
         let plain = matches!(info.parsed, Parsed::Plain);
         let raw_dropped = match info.parsed {
+            _ if separator => true,
             Parsed::Status(letters) => {
                 msg.flags |= letters;
                 true
@@ -526,7 +564,7 @@ pub(crate) fn scan_header(
                 true
             }
             Parsed::Plain => {
-                if retain || !info.raw_continuation {
+                if *retain || !info.raw_continuation {
                     false
                 } else {
                     msg.notes.push(format!(
@@ -539,7 +577,10 @@ pub(crate) fn scan_header(
             }
         };
         // A status line stops continuation lines from being taken, an ordinary line starts it.
-        retain = plain && (retain || !raw_dropped);
+        if !separator {
+            *retain = plain && (*retain || !raw_dropped);
+            counted |= !raw_dropped;
+        }
 
         // c-client's header filter, on the bytes without bare CRs.
         let hidden = match filter {
@@ -557,7 +598,7 @@ pub(crate) fn scan_header(
         } else {
             Filter::Keeping
         };
-        if hidden != raw_dropped {
+        if hidden != raw_dropped && !cut && !separator {
             msg.cclient |= quirk::SIZE_MISMATCH;
         }
         if hidden {
@@ -570,7 +611,7 @@ pub(crate) fn scan_header(
         }
         pos = end;
         if info.blank || last {
-            return Ok((pos, hidden_nl, hidden_crlf));
+            return done(pos, hidden_nl, hidden_crlf, counted);
         }
     }
     // The header reaches the end of the file.
@@ -580,7 +621,7 @@ pub(crate) fn scan_header(
             msg.cclient |= quirk::PAST_EOF;
         }
     }
-    Ok((len, hidden_nl, hidden_crlf))
+    done(len, hidden_nl, hidden_crlf, counted)
 }
 
 /// The state of c-client's header filter between lines.
