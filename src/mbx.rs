@@ -706,4 +706,91 @@ mod tests {
         let ix = read(&f).unwrap();
         assert_eq!((uids(&ix), ix.uid_next, ix.uidvalidity), (vec![1], 2, 42));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(prop::sample::select(b"abcXYZ$_-09".to_vec()), 1..60)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// The header parser takes any bytes without a panic, and refuses all but the
+            /// header's exact shape.
+            #[test]
+            fn any_header_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2100)) {
+                let valid = bytes.len() >= HDRSIZE
+                    && bytes.starts_with(MAGIC)
+                    && bytes[7..23].iter().all(u8::is_ascii_hexdigit)
+                    && &bytes[23..25] == b"\r\n";
+                prop_assert_eq!(parse_header(&bytes).is_ok(), valid);
+                let h = parse_header(&bytes);
+                prop_assert!(h.map_or(true, |h| h.keywords.len() <= NUSERFLAGS));
+            }
+
+            /// What c-client's mbx_create() and mbx_update_header() write reads back.
+            #[test]
+            fn headers_read_back(
+                uidvalidity in any::<u32>(),
+                uid_last in any::<u32>(),
+                names in prop::collection::vec(name(), 0..=30),
+            ) {
+                let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+                let h = parse_header(&build::header(uidvalidity, uid_last, &refs)).unwrap();
+                prop_assert_eq!((h.uidvalidity, h.uid_last), (uidvalidity, uid_last));
+                let want: Vec<Option<Vec<u8>>> = names
+                    .iter()
+                    .map(|n| (n.len() <= MAXUSERFLAG).then(|| n.clone()))
+                    .collect();
+                prop_assert_eq!(h.keywords, want);
+            }
+
+            /// A message header line parses back, and any damage to it is refused or read as
+            /// strtoul reads it, never a panic.
+            #[test]
+            fn message_lines_read_back(
+                keywords in any::<u32>(),
+                flags in any::<u16>(),
+                uid in any::<u32>(),
+                len in 1usize..300,
+                cut in 0usize..80,
+                byte in any::<u8>(),
+            ) {
+                let text = vec![b'x'; len];
+                let m = build::message(" 2-Dec-1992 05:53:22 +0000", keywords, flags, uid, &text);
+                let e = parse_entry(&m, 2048, 2048 + m.len() as u64).unwrap();
+                prop_assert_eq!(
+                    (e.keywords, e.flags, e.uid, e.size, e.line_len as usize + len),
+                    (keywords, flags, uid, len as u64, m.len())
+                );
+                prop_assert!(e.date.parsed);
+                let mut damaged = m.clone();
+                let at = cut.min(damaged.len() - 1);
+                damaged[at] = byte;
+                let _ = parse_entry(&damaged, 2048, 2048 + damaged.len() as u64);
+                let _ = parse_entry(&m[..at], 2048, 2048 + at as u64);
+            }
+
+            /// A whole file of any bytes after a valid header indexes or is refused, never a
+            /// panic; what it indexes lies inside the file, UIDs ascending.
+            #[test]
+            fn any_file_after_a_header(tail in prop::collection::vec(any::<u8>(), 0..400)) {
+                let mut f = build::header(7, 20, &[b"a", b"b"]);
+                f.extend(build::message(" 2-Dec-1992 05:53:22 +0000", 3, 0x10, 4, b"ok\r\n"));
+                f.extend(&tail);
+                if let Ok(ix) = index(&mut SliceHaystack(&f), &TimeZone::UTC, 42) {
+                    let mut prev = 0;
+                    for m in &ix.messages {
+                        prop_assert!(m.offset + m.len <= f.len() as u64);
+                        prop_assert!(m.uid > prev);
+                        prev = m.uid;
+                    }
+                    prop_assert!(ix.uid_next > prev);
+                }
+            }
+        }
+    }
 }
