@@ -1043,3 +1043,84 @@ fn damaged_mbx_files_are_refused_with_the_reason_and_the_file() {
         "{cur:?}"
     );
 }
+
+/// An MMDF message without From_ line is dated with the file's mtime, which moves with every
+/// change of the file: the mount keeps its UID all the same (its file name follows the date).
+#[test]
+fn mmdf_messages_dated_by_the_file_keep_their_uids_in_the_mount() {
+    common::require_root_and_tools(&[]);
+    let dir = common::open_dir("mboxfs-stores");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("spool")).unwrap();
+    std::fs::create_dir_all(d.join("home/alice")).unwrap();
+    std::fs::write(d.join("userlist"), "alice\n").unwrap();
+    std::fs::write(d.join("folderlist"), "").unwrap();
+    let inbox = d.join("spool/alice");
+    let sep = "\x01\x01\x01\x01\n";
+    std::fs::write(
+        &inbox,
+        format!(
+            "{sep}X-IMAPbase: 5 10\nSubject: a\nStatus: RO\nX-UID: 3\n\nbody\n{sep}\
+             {sep}Subject: b\nStatus: RO\nX-UID: 4\n\nb\n{sep}"
+        ),
+    )
+    .unwrap();
+    let set_mtime = |t: SystemTime| {
+        std::fs::File::options()
+            .write(true)
+            .open(&inbox)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    set_mtime(hour_ago);
+    let args = [
+        format!("--inbox={}/spool/%u", d.display()),
+        format!("--home={}/home/%u", d.display()),
+        format!("--userlist={}/userlist", d.display()),
+        format!("--folderlist={}/folderlist", d.display()),
+        "--timezone=UTC".to_string(),
+        "--trust-owners".to_string(),
+    ];
+    let m = common::Mount::start(&args, &["--recheck-ms", "100"]);
+    let uidlist = m.mountpoint.join("alice/dovecot-uidlist");
+    let read = || -> Vec<(u32, i64)> {
+        std::fs::read_to_string(&uidlist)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (uid, name) = l.split_once(" :").unwrap();
+                (
+                    uid.parse().unwrap(),
+                    name.split('.').next().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        std::fs::read_to_string(&uidlist).unwrap().lines().next(),
+        Some("3 V5 N11")
+    );
+    assert_eq!(read(), [(3, secs(hour_ago)), (4, secs(hour_ago))]);
+    // Mail arrives: the file's mtime moves, and with it the first two messages' date.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&inbox)
+        .unwrap();
+    std::io::Write::write_all(&mut f, format!("{sep}Subject: c\n\nc\n{sep}").as_bytes()).unwrap();
+    drop(f);
+    let now = secs(std::fs::metadata(&inbox).unwrap().modified().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while read().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", read());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read(), [(3, now), (4, now), (11, now)]);
+    assert!(
+        std::fs::read_to_string(&uidlist)
+            .unwrap()
+            .starts_with("3 V5 N12\n")
+    );
+}
