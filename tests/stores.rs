@@ -665,7 +665,8 @@ fn modify(path: &Path, args: &[&str]) {
     );
 }
 
-/// A folder as IMAP shows it: UIDVALIDITY, and each UID with its flags (\Recent left out).
+/// A folder as IMAP shows it: UIDVALIDITY, and each UID with its flags and keywords (\Recent
+/// left out).
 type ImapFolder = (u64, BTreeMap<u64, Vec<String>>);
 
 /// c-client's view of a mailbox file, in IMAP's terms.
@@ -685,7 +686,7 @@ fn cclient_view(path: &Path, work: &Path) -> ImapFolder {
     else {
         panic!("c-client cannot read {}", path.display())
     };
-    let flags = |letters: &str| {
+    let flags = |letters: &str, keywords: &[String]| {
         let mut out: Vec<String> = letters
             .chars()
             .filter_map(|c| match c {
@@ -697,13 +698,16 @@ fn cclient_view(path: &Path, work: &Path) -> ImapFolder {
                 _ => None,
             })
             .map(str::to_string)
+            .chain(keywords.iter().cloned())
             .collect();
         out.sort();
         out
     };
     (
         uidvalidity,
-        msgs.iter().map(|m| (m.uid, flags(&m.flags))).collect(),
+        msgs.iter()
+            .map(|m| (m.uid, flags(&m.flags, &m.keywords)))
+            .collect(),
     )
 }
 
@@ -844,11 +848,12 @@ fn dovecot_serves_mbx_and_mmdf_with_c_clients_uids_and_follows_its_changes() {
     let n = uids.len();
     assert!(n >= 3 && first[1].1.len() >= 3, "{first:?}");
 
-    // c-client sets a flag in the mbx (in place) and in the MMDF file (a rewrite).
+    // c-client sets flags in the mbx (in place; a new keyword also in its header) and in the
+    // MMDF file (a rewrite).
     std::thread::sleep(Duration::from_millis(1100));
     modify(
         &inbox,
-        &["setflag", &uids[1].to_string(), "\\Flagged \\Answered"],
+        &["setflag", &uids[1].to_string(), "\\Flagged \\Answered Junk"],
     );
     let mmdf_uid = first[1].1.keys().nth(2).unwrap().to_string();
     modify(&folder, &["setflag", &mmdf_uid, "\\Flagged"]);
@@ -858,10 +863,9 @@ fn dovecot_serves_mbx_and_mmdf_with_c_clients_uids_and_follows_its_changes() {
         (first[0].0, first[1].0),
         "UIDVALIDITY changed"
     );
-    assert!(
-        now[0].1[&uids[1]].contains(&"\\Flagged".to_string()),
-        "{now:?}"
-    );
+    for f in ["\\Flagged", "Junk"] {
+        assert!(now[0].1[&uids[1]].contains(&f.to_string()), "{now:?}");
+    }
     assert_ne!(now, first);
 
     // c-client appends to the mbx, then expunges from it (compacting the file).
