@@ -1,5 +1,5 @@
-//! Reading one mbox file: opening it without changing it, recognising what it is, indexing it,
-//! and reading a message's served bytes.
+//! Reading one source file: opening it without changing it, recognising its store (mbox, or
+//! UW's mbx or MMDF: [`sniff`]), indexing it, and reading a message's served bytes.
 //!
 //! Source files are opened `O_RDONLY | O_NOFOLLOW | O_NOATIME` (the last where the kernel allows
 //! it), and never written. Indexing reads through a memory map for one-shot passes, or through
@@ -271,8 +271,8 @@ pub fn index_store(
 
 /// Indexes what was appended to an mbox since `index` was made: the last message is read again
 /// (its end may have moved) and new ones are added. The caller has checked that the bytes
-/// before the end are unchanged. mbx and MMDF files are indexed again whole (UW rewrites their
-/// headers when mail is appended).
+/// before the end are unchanged. mbx and MMDF files are indexed again whole (an mbx header
+/// changes with new mail; where an MMDF message starts depends on what follows the last one).
 pub fn index_appended(
     file: &File,
     len: u64,
