@@ -407,8 +407,8 @@ fn read_mailboxlist(home: &Dir, problems: &mut Vec<Problem>) -> Option<Vec<Vec<u
     }
 }
 
-/// Finds the mbox files under a home (dotfiles and non-mbox files are skipped), walking from
-/// the home's descriptor without following symlinks.
+/// Finds the mail folders (mbox, mbx, MMDF) under a home (dotfiles and other files are skipped),
+/// walking from the home's descriptor without following symlinks.
 fn discover(home: &Dir, inbox: &Path, problems: &mut Vec<Problem>) -> Vec<(Vec<u8>, PathBuf)> {
     const MAX_DEPTH: usize = 16;
     let mut found = Vec::new();
