@@ -73,20 +73,34 @@ struct Layout {
 /// Whether `line` (from `From ` to, without, its line feed) is a From_ line: c-client's
 /// `VALID()`. The caller checks that a line feed followed it.
 pub fn is_from_line(line: &[u8]) -> bool {
-    valid(line).is_some()
+    valid(line, true).is_some()
 }
 
 /// Parses one line (without its `\n`; a trailing `\r` is allowed) as a From_ line: `None` when
 /// the line does not start a message, else its date as c-client read it.
 pub fn parse(line: &[u8]) -> Option<MboxDate> {
-    let layout = valid(line)?;
+    let layout = valid(line, true)?;
+    let date = date_string(line, layout);
+    Some(mail_parse_date(&date))
+}
+
+/// [`parse`] as c-client's `mmdf` driver does it: its `VALID()` takes no final CR off, so a
+/// From_ line ending with CRLF is (almost always) not one.
+pub fn parse_mmdf(line: &[u8]) -> Option<MboxDate> {
+    let layout = valid(line, false)?;
     let date = date_string(line, layout);
     Some(mail_parse_date(&date))
 }
 
 /// The date string c-client builds from a From_ line (for notes).
 pub fn date_text(line: &[u8]) -> Option<String> {
-    let layout = valid(line)?;
+    let layout = valid(line, true)?;
+    Some(String::from_utf8_lossy(&date_string(line, layout)).into_owned())
+}
+
+/// [`date_text`] for c-client's `mmdf` driver (see [`parse_mmdf`]).
+pub fn date_text_mmdf(line: &[u8]) -> Option<String> {
+    let layout = valid(line, false)?;
     Some(String::from_utf8_lossy(&date_string(line, layout)).into_owned())
 }
 
@@ -106,12 +120,12 @@ fn at(line: &[u8], x: usize, i: isize) -> u8 {
     }
 }
 
-fn valid(line: &[u8]) -> Option<Layout> {
+fn valid(line: &[u8], final_cr: bool) -> Option<Layout> {
     if !line.starts_with(b"From ") || memchr::memchr(0, line).is_some() {
         return None;
     }
     let mut x = line.len();
-    if line[x - 1] == b'\r' {
+    if final_cr && line[x - 1] == b'\r' {
         x -= 1;
     }
     if x >= 41 {
@@ -217,7 +231,7 @@ fn date_string(line: &[u8], Layout { x, ti, zn }: Layout) -> Vec<u8> {
 
 /// C's `strtoul(s + at, &end, 10)`: leading white space, a sign, digits (saturating at
 /// `ULONG_MAX`, a minus sign negating modulo 2^64). Returns the value and `end`.
-fn strtoul(s: &[u8], at: usize) -> (u64, usize) {
+pub(crate) fn strtoul(s: &[u8], at: usize) -> (u64, usize) {
     let g = |i: usize| s.get(i).copied().unwrap_or(0);
     let mut p = at;
     while matches!(g(p), b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
@@ -284,8 +298,8 @@ fn named_zone(ms: i32) -> Option<i32> {
     Some(hours * 60)
 }
 
-/// c-client's `mail_parse_date()` on the date string of a From_ line.
-fn mail_parse_date(src: &[u8]) -> MboxDate {
+/// c-client's `mail_parse_date()` on the date string of a From_ line (or of an mbx message).
+pub(crate) fn mail_parse_date(src: &[u8]) -> MboxDate {
     let s = src.to_ascii_uppercase();
     let g = |i: usize| s.get(i).copied().unwrap_or(0);
     let mut out = MboxDate {

@@ -31,6 +31,9 @@ use crate::tz;
 /// Maildir keeps keywords in file names as the letters `a`–`z`.
 pub const MAX_KEYWORDS: usize = 26;
 
+/// The notes kept per folder (more are counted, not kept).
+pub const MAX_NOTES: usize = 100;
+
 /// One message, as served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Msg {
@@ -55,6 +58,31 @@ pub struct Msg {
 
 const SPILL: u32 = u32::MAX;
 
+/// The store a folder is kept in on the UW-IMAP host (which c-client driver read it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    /// Berkeley mbox: From_ lines between messages, status headers (the `unix` driver).
+    #[default]
+    Mbox,
+    /// UW's own mbx: a 2048-byte folder header, then each message after a fixed header line
+    /// with its date, size, flags and UID (the `mbx` driver).
+    Mbx,
+    /// MMDF: each message between `^A^A^A^A` lines, status headers as in mbox (the `mmdf`
+    /// driver).
+    Mmdf,
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Store::Mbox => "mbox",
+            Store::Mbx => "mbx",
+            Store::Mmdf => "MMDF",
+        })
+    }
+}
+
 /// Where a folder's UIDVALIDITY came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -63,6 +91,8 @@ pub enum UidValiditySource {
     PseudoMessage,
     /// `X-IMAPbase` in the first message.
     XImapBase,
+    /// The header of an mbx file.
+    MbxHeader,
     /// The folder had none: derived from its user and name.
     Derived,
     /// The folder had one, but c-client discarded it (an `X-UID` out of order, or one that IMAP
@@ -73,6 +103,8 @@ pub enum UidValiditySource {
 /// The index of one folder.
 #[derive(Clone, Debug)]
 pub struct FolderIndex {
+    /// The store that was read.
+    pub store: Store,
     pub messages: Vec<Msg>,
     /// Hidden ranges of messages with more than one: `[count, off, len, off, len, ...]`.
     spill: Vec<u32>,
@@ -130,6 +162,30 @@ struct State {
 }
 
 impl Msg {
+    /// A message served as stored, nothing hidden (UW's mbx store keeps no status headers in
+    /// the text).
+    pub fn whole(
+        offset: u64,
+        len: u64,
+        time: i64,
+        uid: u32,
+        bare_lf: u32,
+        keywords: u32,
+        flags: u8,
+    ) -> Msg {
+        Msg {
+            offset,
+            len,
+            time,
+            uid,
+            bare_lf,
+            hide_off: 0,
+            hide_len: 0,
+            keywords,
+            flags,
+        }
+    }
+
     /// The size of the served message (`S=`).
     pub fn size(&self, index: &FolderIndex) -> u64 {
         self.len - index.hidden(self).map(|r| r.end - r.start).sum::<u64>()
@@ -165,6 +221,46 @@ impl Msg {
     /// A message without `O` in its status is \Recent: it goes to `new/`.
     pub fn is_recent(&self) -> bool {
         self.flags & flag::OLD == 0
+    }
+}
+
+/// A folder read by a store's own reader (mbx), which decides UIDs and keywords itself.
+#[derive(Clone, Debug)]
+pub struct StoreReading {
+    pub store: Store,
+    /// In file order; UIDs ascending.
+    pub messages: Vec<Msg>,
+    pub uidvalidity: u32,
+    pub uidvalidity_source: UidValiditySource,
+    pub uid_next: u32,
+    pub keywords: Vec<String>,
+    pub notes: Vec<String>,
+    /// How many bytes of the file were read.
+    pub indexed_len: u64,
+    /// The UIDVALIDITY derived for the folder (used when it has none).
+    pub derived_uidvalidity: u32,
+}
+
+impl From<StoreReading> for FolderIndex {
+    fn from(r: StoreReading) -> FolderIndex {
+        let mut messages = r.messages;
+        messages.shrink_to_fit();
+        FolderIndex {
+            store: r.store,
+            messages,
+            spill: Vec::new(),
+            uidvalidity: r.uidvalidity,
+            uidvalidity_source: r.uidvalidity_source,
+            uid_next: r.uid_next,
+            keywords: r.keywords,
+            notes: r.notes,
+            indexed_len: r.indexed_len,
+            // Read whole again when it changes.
+            resume: None,
+            slots: Vec::new(),
+            derived_uidvalidity: r.derived_uidvalidity.max(1),
+            renumbered: false,
+        }
     }
 }
 
@@ -242,6 +338,7 @@ impl Indexer {
         let derived_uidvalidity = derived_uidvalidity.max(1);
         Indexer {
             index: FolderIndex {
+                store: Store::Mbox,
                 messages: Vec::new(),
                 spill: Vec::new(),
                 uidvalidity: derived_uidvalidity,
@@ -392,6 +489,12 @@ impl Indexer {
                  other way round (it logged \"Calculated RFC822.SIZE != reported size\" when the \
                  message was fetched); mboxfs serves what UW-IMAP served, with its true size",
             ),
+            (
+                quirk::CUT_LINE,
+                "MMDF: a line ending with the separator ^A^A^A^A cut this message there, or its \
+                 first line is a separator; UW-IMAP's RFC822.SIZE for it was wrong, or it served a \
+                 line feed more at the end of its header; mboxfs serves the bytes as stored",
+            ),
         ] {
             if raw.cclient & bit != 0 {
                 notes.push(note.to_string());
@@ -513,7 +616,6 @@ impl Indexer {
     }
 
     fn note(&mut self, s: String) {
-        const MAX_NOTES: usize = 100;
         if self.index.notes.len() < MAX_NOTES {
             self.index.notes.push(s);
         } else {

@@ -1,5 +1,5 @@
-//! Reading one mbox file: opening it without changing it, recognising what it is, indexing it,
-//! and reading a message's served bytes.
+//! Reading one source file: opening it without changing it, recognising its store (mbox, or
+//! UW's mbx or MMDF: [`sniff`]), indexing it, and reading a message's served bytes.
 //!
 //! Source files are opened `O_RDONLY | O_NOFOLLOW | O_NOATIME` (the last where the kernel allows
 //! it), and never written. Indexing reads through a memory map for one-shot passes, or through
@@ -12,8 +12,10 @@ use std::path::Path;
 
 use jiff::tz::TimeZone;
 
+pub use crate::index::Store;
 use crate::index::{FolderIndex, Indexer, Msg};
 use crate::scan::{Haystack, RawMessage, ScanError, Scanner, SliceHaystack, Unquote};
+use crate::{mbx, mmdf};
 
 /// How a file is read while it is indexed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,16 +137,28 @@ pub fn describe_file_type(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// Recognises UW-IMAP's other mailbox formats, and other files that are not mbox, by their
-/// first bytes. Returns why the file is not an mbox.
-pub fn sniff(head: &[u8]) -> Option<String> {
+/// Recognises which store a file is in by its first bytes (at least the first
+/// [`mbx::HDRSIZE`] when the file has them): mbox (whatever is none of the others; the scanner
+/// then decides), UW's mbx, or MMDF, as c-client's drivers recognise them. `Err`: one of UW's
+/// other formats, or a damaged one, and why it is not read.
+pub fn sniff(head: &[u8]) -> Result<Store, String> {
     if head.starts_with(b"*mbx*") {
-        return Some(
-            "UW-IMAP mbx mailbox (magic *mbx*): convert it with UW's mailutil first".into(),
-        );
+        return match mbx::check_header(head) {
+            Ok(()) => Ok(Store::Mbx),
+            Err(why) => Err(format!(
+                "UW-IMAP mbx mailbox (magic *mbx*) with a header UW-IMAP could not read: {why}"
+            )),
+        };
+    }
+    if mmdf::is_mmdf(head) {
+        return Ok(Store::Mmdf);
     }
     if head.starts_with(b"\x01\x01\x01\x01") {
-        return Some("MMDF mailbox (^A^A^A^A separators)".into());
+        return Err(
+            "starts like an MMDF mailbox (^A^A^A^A), but not with the separator line (^A^A^A^A \
+             and a line feed) that UW-IMAP requires"
+                .into(),
+        );
     }
     // tenex: "dd-mmm-yyyy hh:mm:ss +zzzz,<size>;<12 hex flags>\n"; mtx: the same with a
     // shorter flags field. Both start with a date.
@@ -155,9 +169,13 @@ pub fn sniff(head: &[u8]) -> Option<String> {
         && line.contains(&b',')
         && line.contains(&b';');
     if is_date_line {
-        return Some("UW-IMAP tenex or mtx mailbox (date,size;flags records)".into());
+        return Err(
+            "UW-IMAP tenex or mtx mailbox (date,size;flags records): convert it with UW's \
+             mailutil first"
+                .into(),
+        );
     }
-    None
+    Ok(Store::Mbox)
 }
 
 /// An mbox read through `pread` windows.
@@ -217,30 +235,44 @@ impl Haystack for PreadHaystack<'_> {
     }
 }
 
-/// Indexes an open mbox of length `len`.
+/// Indexes an open source file of length `len`: an mbox, an mbx or an MMDF file.
 pub fn index_file(file: &File, len: u64, opts: &IndexOptions) -> Result<FolderIndex, ReadError> {
-    let mut head = vec![0; 64.min(len as usize)];
+    let mut head = vec![0; (mbx::HDRSIZE as u64).min(len) as usize];
     file.read_exact_at(&mut head, 0)?;
-    if let Some(why) = sniff(&head) {
-        return Err(ReadError::NotMbox(why));
-    }
-    let indexer = Indexer::new(opts.tz.clone(), opts.derived_uidvalidity);
-    let scanner = Scanner::new(opts.unquote);
+    let store = sniff(&head).map_err(ReadError::NotMbox)?;
+    let mtime = file.metadata()?.mtime();
     match opts.mode {
         ReadMode::Map if len > 0 => match crate::mmap::Map::new(file, len) {
-            Ok(map) => run(&mut SliceHaystack(map.bytes()), scanner, indexer),
+            Ok(map) => index_store(store, &mut SliceHaystack(map.bytes()), mtime, opts),
             Err(e) => {
                 log::debug!("mmap failed ({e}); reading instead");
-                run(&mut PreadHaystack::new(file, len), scanner, indexer)
+                index_store(store, &mut PreadHaystack::new(file, len), mtime, opts)
             }
         },
-        _ => run(&mut PreadHaystack::new(file, len), scanner, indexer),
+        _ => index_store(store, &mut PreadHaystack::new(file, len), mtime, opts),
+    }
+}
+
+/// Indexes a file of a known store. `mtime`: the file's modification time (MMDF dates messages
+/// without From_ line with it).
+pub fn index_store(
+    store: Store,
+    hay: &mut impl Haystack,
+    mtime: i64,
+    opts: &IndexOptions,
+) -> Result<FolderIndex, ReadError> {
+    let indexer = Indexer::new(opts.tz.clone(), opts.derived_uidvalidity);
+    match store {
+        Store::Mbox => run(hay, Scanner::new(opts.unquote), indexer),
+        Store::Mbx => Ok(mbx::index(hay, &opts.tz, opts.derived_uidvalidity)?),
+        Store::Mmdf => run_mmdf(hay, mmdf::Scanner::new(mtime), indexer),
     }
 }
 
 /// Indexes what was appended to an mbox since `index` was made: the last message is read again
 /// (its end may have moved) and new ones are added. The caller has checked that the bytes
-/// before the end are unchanged.
+/// before the end are unchanged. mbx and MMDF files are indexed again whole (an mbx header
+/// changes with new mail; where an MMDF message starts depends on what follows the last one).
 pub fn index_appended(
     file: &File,
     len: u64,
@@ -248,6 +280,9 @@ pub fn index_appended(
     opts: &IndexOptions,
 ) -> Result<FolderIndex, ReadError> {
     let from = index.resume.as_ref().map(|r| r.from_line);
+    if index.store != Store::Mbox {
+        return index_file(file, len, opts);
+    }
     let (Some(from), Some(indexer)) = (from, Indexer::resume(opts.tz.clone(), index)) else {
         return index_file(file, len, opts);
     };
@@ -268,6 +303,32 @@ fn run(
         indexer.push(&msg);
     }
     Ok(indexer.finish(hay.len()))
+}
+
+fn run_mmdf(
+    hay: &mut impl Haystack,
+    mut scanner: mmdf::Scanner,
+    mut indexer: Indexer,
+) -> Result<FolderIndex, ReadError> {
+    let mut msg = RawMessage::default();
+    let mut undated = 0usize;
+    while scanner.next_message(hay, &mut msg)? {
+        undated += usize::from(msg.flags & crate::scan::flag::DATE_FROM_FILE != 0);
+        indexer.push(&msg);
+    }
+    let mut index = indexer.finish(hay.len());
+    index.store = Store::Mmdf;
+    // Appended mail is read by indexing the file again: where a message starts depends on
+    // what follows the last one.
+    index.resume = None;
+    if undated > 0 {
+        index.notes.push(format!(
+            "{undated} message(s) have no From_ line: their INTERNALDATE is the file's \
+             modification time, as UW-IMAP showed it when it opened the folder (it changes \
+             whenever the file does)"
+        ));
+    }
+    Ok(index)
 }
 
 /// Opens and indexes a file in one go.
@@ -320,14 +381,26 @@ mod tests {
 
     #[test]
     fn sniffs_uw_formats() {
-        assert!(sniff(b"*mbx*\r\n00000000").unwrap().contains("mbx"));
-        assert!(sniff(b"\x01\x01\x01\x01\n").unwrap().contains("MMDF"));
+        let mbx = mbx::build::header(1, 0, &[]);
+        assert_eq!(sniff(&mbx), Ok(Store::Mbx));
+        assert!(
+            sniff(&mbx[..100])
+                .unwrap_err()
+                .contains("shorter than the 2048-byte")
+        );
+        assert!(
+            sniff(b"*mbx*\r\n0000000x")
+                .unwrap_err()
+                .contains("not a hex digit")
+        );
+        assert_eq!(sniff(b"\x01\x01\x01\x01\n"), Ok(Store::Mmdf));
+        assert!(sniff(b"\x01\x01\x01\x01\r\n").unwrap_err().contains("MMDF"));
         assert!(
             sniff(b" 1-Jan-2004 10:00:00 +0000,1234;000000000003\r\n")
-                .unwrap()
+                .unwrap_err()
                 .contains("tenex")
         );
-        assert!(sniff(b"From a Wed Dec  2 05:53:22 1992\n").is_none());
+        assert_eq!(sniff(b"From a Wed Dec  2 05:53:22 1992\n"), Ok(Store::Mbox));
     }
 
     #[test]

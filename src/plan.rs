@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::index::UidValiditySource;
+use crate::index::{Store, UidValiditySource};
 use crate::mbox::{IndexOptions, ReadError};
 use crate::model::{Folder, Tree};
 use crate::parallel;
@@ -19,6 +19,8 @@ pub struct FolderPlan {
     /// The Maildir++ directory, relative to the destination root.
     pub maildir: String,
     pub source: Option<PathBuf>,
+    /// The store the source is in (`None`: no source read).
+    pub store: Option<Store>,
     pub messages: usize,
     pub bytes: u64,
     pub uidvalidity: u32,
@@ -198,10 +200,11 @@ impl Plan {
                 .max()
                 .unwrap_or(5);
             for f in &u.folders {
-                let source = f
-                    .source
-                    .as_ref()
-                    .map_or("(none)".into(), |p| p.display().to_string());
+                let source = match (&f.source, f.store) {
+                    (None, _) => "(none)".into(),
+                    (Some(p), Some(store)) => format!("{} ({store})", p.display()),
+                    (Some(p), None) => p.display().to_string(),
+                };
                 writeln!(
                     out,
                     "  {:width$}  {} -> {}/{}  {} messages, {}, UIDVALIDITY {} ({}), UIDNEXT {}",
@@ -215,6 +218,7 @@ impl Plan {
                     match f.uidvalidity_source {
                         UidValiditySource::PseudoMessage => "X-IMAP pseudo message",
                         UidValiditySource::XImapBase => "X-IMAPbase",
+                        UidValiditySource::MbxHeader => "mbx header",
                         UidValiditySource::Derived => "derived",
                         UidValiditySource::Discarded => "derived: UW-IMAP discarded the folder's",
                     },
@@ -243,11 +247,15 @@ impl Plan {
 
 fn folder_plan(user: &str, f: &Folder, opts: &IndexOptions) -> FolderPlan {
     let mut problems = f.problems.clone();
+    let mut store = None;
     let index = if f.refused.is_some() {
         f.empty_index(opts)
     } else {
         match f.index(opts) {
-            Ok((ix, _)) => ix,
+            Ok((ix, src)) => {
+                store = src.map(|_| ix.store);
+                ix
+            }
             Err(e) => {
                 let why = match &e {
                     ReadError::NotMbox(w) => format!("not migrated: {w}"),
@@ -281,6 +289,7 @@ fn folder_plan(user: &str, f: &Folder, opts: &IndexOptions) -> FolderPlan {
         name: f.display.clone(),
         maildir: f.dir.clone(),
         source: f.source.clone(),
+        store,
         messages: index.messages.len(),
         bytes: index.messages.iter().map(|m| m.size(&index)).sum(),
         uidvalidity: index.uidvalidity,

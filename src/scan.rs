@@ -81,6 +81,10 @@ pub mod flag {
     pub const DRAFT: u8 = 16;
     /// `O`: not \Recent.
     pub const OLD: u8 = 32;
+    /// Not a flag: the message's INTERNALDATE is the file's modification time (an MMDF message
+    /// without a From_ line, as c-client dated it), which changes when the file does; the live
+    /// view does not count it in the message's identity.
+    pub const DATE_FROM_FILE: u8 = 64;
 }
 
 /// Where what mboxfs serves knowingly differs from what c-client served, or where c-client could
@@ -103,6 +107,10 @@ pub mod quirk {
     /// round), because of a bare CR: its RFC822.SIZE was wrong, and it logged "Calculated
     /// RFC822.SIZE (n) != reported size (m)" when the message was fetched.
     pub const SIZE_MISMATCH: u8 = 16;
+    /// MMDF: a line of this message ends with the separator `^A^A^A^A` (c-client cut the message
+    /// before it), or its first line is a separator (a message without From_ line): c-client's
+    /// RFC822.SIZE was wrong, or it served a line feed more after a header cut there.
+    pub const CUT_LINE: u8 = 32;
 }
 
 /// c-client's `NUSERFLAGS`: keywords a folder can have.
@@ -205,10 +213,10 @@ const MAX_LINE_LOOK: usize = 64 * 1024;
 /// How much a header-phase read asks for.
 const HEADER_WINDOW: usize = 64 * 1024;
 /// How much a body-phase read asks for.
-const BODY_WINDOW: usize = 1024 * 1024;
+pub(crate) const BODY_WINDOW: usize = 1024 * 1024;
 /// A From_ line candidate longer than this is judged by its last bytes (all `VALID()` looks at,
 /// unless a ` remote from` stands further back than this on a line without other spaces).
-const LONG_LINE: usize = 64 * 1024;
+pub(crate) const LONG_LINE: usize = 64 * 1024;
 
 /// The six status header names (c-client's `unix_hlines`).
 const STATUS_NAMES: [&[u8]; 6] = [
@@ -302,7 +310,12 @@ impl Scanner {
             ));
         }
 
-        let (header_end, hidden_nl, hidden_crlf) = self.scan_header(hay, from_end, msg)?;
+        let HeaderScan {
+            end: header_end,
+            hidden_nl,
+            hidden_crlf,
+            ..
+        } = scan_header(hay, from_end, msg, HeaderEnd::Mbox, &mut true)?;
         msg.header_end = header_end;
         let stop = if header_end >= len {
             len
@@ -320,142 +333,6 @@ impl Scanner {
         msg.newlines = nl - hidden_nl;
         msg.crlf = crlf - hidden_crlf;
         Ok(true)
-    }
-
-    /// Reads the header lines from `start` up to and including the blank line (or the end of the
-    /// data), recording status headers. Returns where the header ends, and the line feeds and
-    /// CRLF pairs of the hidden status lines.
-    fn scan_header(
-        &mut self,
-        hay: &mut impl Haystack,
-        start: u64,
-        msg: &mut RawMessage,
-    ) -> Result<(u64, u64, u64), ScanError> {
-        let len = hay.len();
-        let mut pos = start;
-        // c-client's parser: whether a continuation line is taken (after an ordinary line).
-        let mut retain = true;
-        // c-client's header filter: after a hidden field (its continuation lines are hidden too),
-        // or after a kept one (its continuation lines are kept without a look).
-        let mut filter = Filter::Start;
-        let (mut hidden_nl, mut hidden_crlf) = (0, 0);
-        while pos < len {
-            let (line_len, info) = {
-                let w = hay.get(pos, HEADER_WINDOW)?;
-                match memchr::memchr(b'\n', &w[..w.len().min(MAX_LINE_LOOK)]) {
-                    Some(i) => (i as u64 + 1, classify(&w[..=i], retain)),
-                    None => {
-                        let look = w.len().min(MAX_LINE_LOOK);
-                        (0, classify(&w[..look], retain))
-                    }
-                }
-            };
-            let (end, lf, crlf) = if line_len > 0 {
-                (pos + line_len, info.ends_with_lf, info.ends_with_crlf)
-            } else {
-                // A line longer than the part looked at: its end, and how it ends.
-                let end = line_end(hay, pos)?;
-                let back = (end - pos).min(2);
-                let w = hay.get(end - back, back as usize)?;
-                let tail = &w[..back as usize];
-                (end, tail.ends_with(b"\n"), tail.ends_with(b"\r\n"))
-            };
-
-            // c-client's parser, on the stored bytes.
-            let plain = matches!(info.parsed, Parsed::Plain);
-            let raw_dropped = match info.parsed {
-                Parsed::Status(letters) => {
-                    msg.flags |= letters;
-                    true
-                }
-                Parsed::Keywords { names, hangs } => {
-                    if hangs {
-                        msg.cclient |= quirk::HANGS;
-                        msg.notes.push(
-                            "a bare CR in X-Keywords: c-client loops forever reading it, so \
-                             UW-IMAP could not open this folder; mboxfs reads the keywords \
-                             around it"
-                                .into(),
-                        );
-                    }
-                    msg.events.push(StatusEvent::Keywords(names));
-                    true
-                }
-                Parsed::Folder(h) => {
-                    if let Some(h) = h {
-                        msg.events.push(StatusEvent::Folder(h));
-                    }
-                    true
-                }
-                Parsed::Uid(v) => {
-                    msg.events.push(StatusEvent::Uid(v));
-                    true
-                }
-                Parsed::Bogus(name) => {
-                    msg.notes.push(format!(
-                        "header {:?} is hidden but not read: UW-IMAP reads status headers only \
-                         in their exact spelling (it logged \"Discarding bogus {} header\")",
-                        String::from_utf8_lossy(&name),
-                        String::from_utf8_lossy(&name)
-                    ));
-                    true
-                }
-                Parsed::Plain => {
-                    if retain || !info.raw_continuation {
-                        false
-                    } else {
-                        msg.notes.push(format!(
-                            "a continuation line of a status header is hidden and not read (UW-IMAP \
-                             logged \"Discarding bogus continuation\": {:?})",
-                            String::from_utf8_lossy(&info.shown)
-                        ));
-                        true
-                    }
-                }
-            };
-            // A status line stops continuation lines from being taken, an ordinary line starts it.
-            retain = plain && (retain || !raw_dropped);
-
-            // c-client's header filter, on the bytes without bare CRs.
-            let hidden = match filter {
-                Filter::Hiding if info.continuation => true,
-                Filter::Keeping if info.continuation => false,
-                _ => {
-                    if info.nul_ends_name {
-                        msg.cclient |= quirk::NUL_IN_NAME;
-                    }
-                    info.status_name
-                }
-            };
-            filter = if hidden {
-                Filter::Hiding
-            } else {
-                Filter::Keeping
-            };
-            if hidden != raw_dropped {
-                msg.cclient |= quirk::SIZE_MISMATCH;
-            }
-            if hidden {
-                match msg.hidden.last_mut() {
-                    Some(last) if last.end == pos => last.end = end,
-                    _ => msg.hidden.push(pos..end),
-                }
-                hidden_nl += u64::from(lf);
-                hidden_crlf += u64::from(crlf);
-            }
-            pos = end;
-            if info.blank {
-                return Ok((pos, hidden_nl, hidden_crlf));
-            }
-        }
-        // The header reaches the end of the file.
-        if len > start {
-            let w = hay.get(len - 1, 1)?;
-            if w.first() != Some(&b'\n') {
-                msg.cclient |= quirk::PAST_EOF;
-            }
-        }
-        Ok((len, hidden_nl, hidden_crlf))
     }
 
     /// The start of the first From_ line after the body starting at `from` (a From_ line must end
@@ -521,6 +398,230 @@ impl Scanner {
         }
         Ok(())
     }
+}
+
+/// How a header ends, besides at its blank line or the end of the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderEnd {
+    /// An mbox header: nothing else ends it (a From_ line in it is a header line).
+    Mbox,
+    /// An MMDF header, as c-client's `mmdf` driver reads it: a separator line ends it (before
+    /// that line), and so does a line that ends with a separator (cut before the separator).
+    /// `separator_first`: the message has no From_ line, and a separator as its first line is
+    /// then a header line, the last one (c-client has read that line before it looks).
+    Mmdf { separator_first: bool },
+}
+
+/// MMDF's message separator line.
+pub(crate) const MMDF_SEPARATOR: &[u8] = b"\x01\x01\x01\x01\n";
+
+/// What [`scan_header`] found.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderScan {
+    /// Where the header ends.
+    pub end: u64,
+    /// Line feeds and CRLF pairs of the hidden status lines.
+    pub hidden_nl: u64,
+    pub hidden_crlf: u64,
+    /// c-client's parser counted a line of it in RFC822.SIZE (an ordinary line).
+    pub counted: bool,
+}
+
+/// Reads the header lines from `start` up to and including the blank line (or the end of the
+/// data, or where `ends` says), recording status headers. `retain` is c-client's parser state:
+/// whether a continuation line is taken (after an ordinary line); the unix driver's headers all
+/// end with a blank line, which sets it, but an MMDF header can end at a separator and leave it
+/// unset for the next message.
+pub(crate) fn scan_header(
+    hay: &mut impl Haystack,
+    start: u64,
+    msg: &mut RawMessage,
+    ends: HeaderEnd,
+    retain: &mut bool,
+) -> Result<HeaderScan, ScanError> {
+    let len = hay.len();
+    let mut pos = start;
+    let mut counted = false;
+    let done = |end, hidden_nl, hidden_crlf, counted| {
+        Ok(HeaderScan {
+            end,
+            hidden_nl,
+            hidden_crlf,
+            counted,
+        })
+    };
+    // c-client's header filter: after a hidden field (its continuation lines are hidden too),
+    // or after a kept one (its continuation lines are kept without a look).
+    let mut filter = Filter::Start;
+    let (mut hidden_nl, mut hidden_crlf) = (0, 0);
+    while pos < len {
+        // The line, how it ends, and whether it is the header's last (MMDF).
+        let mut last = false;
+        let mut cut = false;
+        // A separator as the first line (MMDF): c-client stops before it parses it.
+        let mut separator = false;
+        let (line_len, mut info) = {
+            let w = hay.get(pos, HEADER_WINDOW)?;
+            match memchr::memchr(b'\n', &w[..w.len().min(MAX_LINE_LOOK)]) {
+                Some(i) => {
+                    let mut l = &w[..=i];
+                    let mut parsed = None;
+                    if let HeaderEnd::Mmdf { separator_first } = ends {
+                        if l == MMDF_SEPARATOR {
+                            if !(separator_first && pos == start) {
+                                return done(pos, hidden_nl, hidden_crlf, counted);
+                            }
+                            msg.cclient |= quirk::CUT_LINE;
+                            last = true;
+                            separator = true;
+                        } else if l.len() > MMDF_SEPARATOR.len() + 1 && l.ends_with(MMDF_SEPARATOR)
+                        {
+                            l = &l[..l.len() - MMDF_SEPARATOR.len()];
+                            cut = true;
+                            // c-client's reader ends the cut line with a line feed in place of
+                            // its last byte, and its parser reads that.
+                            let mut view = l.to_vec();
+                            *view.last_mut().expect("at least 2 bytes") = b'\n';
+                            parsed = Some(classify(&view, *retain).parsed);
+                        }
+                    }
+                    let mut info = classify(l, *retain);
+                    if let Some(p) = parsed {
+                        info.parsed = p;
+                    }
+                    (l.len() as u64, info)
+                }
+                None => {
+                    let look = w.len().min(MAX_LINE_LOOK);
+                    (0, classify(&w[..look], *retain))
+                }
+            }
+        };
+        let (end, lf, crlf) = if cut {
+            (pos + line_len, false, false)
+        } else if line_len > 0 {
+            (pos + line_len, info.ends_with_lf, info.ends_with_crlf)
+        } else {
+            // A line longer than the part looked at: its end, and how it ends.
+            let mut end = line_end(hay, pos)?;
+            let back = (end - pos).min(MMDF_SEPARATOR.len() as u64 + 2);
+            let w = hay.get(end - back, back as usize)?;
+            let tail = &w[..back as usize];
+            if matches!(ends, HeaderEnd::Mmdf { .. }) && tail.ends_with(MMDF_SEPARATOR) {
+                // Its status value (if any) was cut at the part looked at anyway.
+                end -= MMDF_SEPARATOR.len() as u64;
+                cut = true;
+                (end, false, false)
+            } else {
+                (end, tail.ends_with(b"\n"), tail.ends_with(b"\r\n"))
+            }
+        };
+        if cut {
+            // The separator ends the header here.
+            msg.cclient |= quirk::CUT_LINE;
+            info.blank = false;
+            last = true;
+        }
+
+        // c-client's parser, on the stored bytes.
+        let plain = matches!(info.parsed, Parsed::Plain);
+        let raw_dropped = match info.parsed {
+            _ if separator => true,
+            Parsed::Status(letters) => {
+                msg.flags |= letters;
+                true
+            }
+            Parsed::Keywords { names, hangs } => {
+                if hangs {
+                    msg.cclient |= quirk::HANGS;
+                    msg.notes.push(
+                        "a bare CR in X-Keywords: c-client loops forever reading it, so \
+                         UW-IMAP could not open this folder; mboxfs reads the keywords \
+                         around it"
+                            .into(),
+                    );
+                }
+                msg.events.push(StatusEvent::Keywords(names));
+                true
+            }
+            Parsed::Folder(h) => {
+                if let Some(h) = h {
+                    msg.events.push(StatusEvent::Folder(h));
+                }
+                true
+            }
+            Parsed::Uid(v) => {
+                msg.events.push(StatusEvent::Uid(v));
+                true
+            }
+            Parsed::Bogus(name) => {
+                msg.notes.push(format!(
+                    "header {:?} is hidden but not read: UW-IMAP reads status headers only \
+                     in their exact spelling (it logged \"Discarding bogus {} header\")",
+                    String::from_utf8_lossy(&name),
+                    String::from_utf8_lossy(&name)
+                ));
+                true
+            }
+            Parsed::Plain => {
+                if *retain || !info.raw_continuation {
+                    false
+                } else {
+                    msg.notes.push(format!(
+                        "a continuation line of a status header is hidden and not read (UW-IMAP \
+                         logged \"Discarding bogus continuation\": {:?})",
+                        String::from_utf8_lossy(&info.shown)
+                    ));
+                    true
+                }
+            }
+        };
+        // A status line stops continuation lines from being taken, an ordinary line starts it.
+        if !separator {
+            *retain = plain && (*retain || !raw_dropped);
+            counted |= !raw_dropped;
+        }
+
+        // c-client's header filter, on the bytes without bare CRs.
+        let hidden = match filter {
+            Filter::Hiding if info.continuation => true,
+            Filter::Keeping if info.continuation => false,
+            _ => {
+                if info.nul_ends_name {
+                    msg.cclient |= quirk::NUL_IN_NAME;
+                }
+                info.status_name
+            }
+        };
+        filter = if hidden {
+            Filter::Hiding
+        } else {
+            Filter::Keeping
+        };
+        if hidden != raw_dropped && !cut && !separator {
+            msg.cclient |= quirk::SIZE_MISMATCH;
+        }
+        if hidden {
+            match msg.hidden.last_mut() {
+                Some(last) if last.end == pos => last.end = end,
+                _ => msg.hidden.push(pos..end),
+            }
+            hidden_nl += u64::from(lf);
+            hidden_crlf += u64::from(crlf);
+        }
+        pos = end;
+        if info.blank || last {
+            return done(pos, hidden_nl, hidden_crlf, counted);
+        }
+    }
+    // The header reaches the end of the file.
+    if len > start {
+        let w = hay.get(len - 1, 1)?;
+        if w.first() != Some(&b'\n') {
+            msg.cclient |= quirk::PAST_EOF;
+        }
+    }
+    done(len, hidden_nl, hidden_crlf, counted)
 }
 
 /// The state of c-client's header filter between lines.
@@ -910,7 +1011,7 @@ fn is_from_line(hay: &mut impl Haystack, start: u64) -> io::Result<bool> {
 
 /// The bytes of the line `start..end` without its line feed (its end cut to [`LONG_LINE`] bytes
 /// after `From ` when it is longer).
-fn line_text(hay: &mut impl Haystack, start: u64, end: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn line_text(hay: &mut impl Haystack, start: u64, end: u64) -> io::Result<Vec<u8>> {
     let n = (end - start) as usize;
     let lf = n > 0 && hay.get(end - 1, 1)?.first() == Some(&b'\n');
     let text_len = n - usize::from(lf);
@@ -926,7 +1027,7 @@ fn line_text(hay: &mut impl Haystack, start: u64, end: u64) -> io::Result<Vec<u8
 }
 
 /// The offset after the line that starts at `start`.
-fn line_end(hay: &mut impl Haystack, start: u64) -> io::Result<u64> {
+pub(crate) fn line_end(hay: &mut impl Haystack, start: u64) -> io::Result<u64> {
     let len = hay.len();
     let mut pos = start;
     while pos < len {
@@ -962,7 +1063,7 @@ fn final_blank_line(hay: &mut impl Haystack, body: u64, stop: u64) -> io::Result
 
 /// Counts the line feeds and CRLF pairs in `start..end`, and adds each run of bare CRs to
 /// `hidden`.
-fn scan_text(
+pub(crate) fn scan_text(
     hay: &mut impl Haystack,
     start: u64,
     end: u64,
@@ -1012,7 +1113,7 @@ fn scan_text(
 }
 
 /// Sorts ranges and joins those that overlap or touch.
-fn merge_ranges(ranges: &mut Vec<Range<u64>>) {
+pub(crate) fn merge_ranges(ranges: &mut Vec<Range<u64>>) {
     if ranges.len() < 2 {
         return;
     }

@@ -5,8 +5,8 @@
 //!   Blank lines and `#` comments are allowed. Bad lines (invalid names, `..`, absolute paths,
 //!   control characters, duplicates) are errors naming the file and line; nothing is mounted or
 //!   written until the lists are clean, unless `--skip-bad` says to go on without those lines.
-//! - Without a folderlist, each home is searched for mbox files (dotfiles and files that are not
-//!   mbox are skipped; UW's other formats are reported).
+//! - Without a folderlist, each home is searched for mail folders: mbox, UW's mbx and MMDF files
+//!   (dotfiles and files that are not mail are skipped; UW's other formats are reported).
 //! - Each source is opened through [`safe`](crate::safe): the home or the spool directory is the
 //!   admin's, everything below is walked without following a symbolic link, and the checks are
 //!   made on the opened file. A symlink anywhere below the home (or in place of the inbox), a file
@@ -410,8 +410,8 @@ fn read_mailboxlist(home: &Dir, problems: &mut Vec<Problem>) -> Option<Vec<Vec<u
     }
 }
 
-/// Finds the mbox files under a home (dotfiles and non-mbox files are skipped), walking from
-/// the home's descriptor without following symlinks.
+/// Finds the mail folders (mbox, mbx, MMDF) under a home (dotfiles and other files are skipped),
+/// walking from the home's descriptor without following symlinks.
 fn discover(home: &Dir, inbox: &Path, problems: &mut Vec<Problem>) -> Vec<(Vec<u8>, PathBuf)> {
     const MAX_DEPTH: usize = 16;
     let mut found = Vec::new();
@@ -491,6 +491,7 @@ pub fn uw_directory_store(dir: &Dir) -> Option<String> {
 }
 
 enum Sniffed {
+    /// A folder mboxfs reads: mbox, mbx or MMDF.
     Mbox,
     OtherMailbox(String),
     NotMail,
@@ -507,8 +508,10 @@ fn looks_like(dir: &Dir, name: &OsStr) -> Sniffed {
     if n == 0 {
         return Sniffed::NotMail;
     }
-    if let Some(why) = mbox::sniff(head) {
-        return Sniffed::OtherMailbox(why);
+    match mbox::sniff(head) {
+        Err(why) => return Sniffed::OtherMailbox(why),
+        Ok(mbox::Store::Mbx | mbox::Store::Mmdf) => return Sniffed::Mbox,
+        Ok(mbox::Store::Mbox) => {}
     }
     let start = head
         .iter()
@@ -624,11 +627,25 @@ mod tests {
         std::fs::write(home.join(".mailboxlist"), "mail/Sent\n").unwrap();
         std::fs::write(home.join("notes.txt"), "hello\n").unwrap();
         std::fs::write(home.join("Trash"), "*mbx*\r\n").unwrap();
+        std::fs::write(
+            home.join("mail/Saved"),
+            crate::mbx::build::header(5, 0, &[]),
+        )
+        .unwrap();
+        std::fs::write(home.join("mail/Old"), "\x01\x01\x01\x01\nSubject: x\n\nb\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", home.join("link")).unwrap();
         let host = layout(d.path(), false).load().unwrap();
         let u = &host.users[0];
         let names: Vec<&[u8]> = u.folders.iter().map(|(n, _)| n.as_slice()).collect();
-        assert_eq!(names, [b"mail/Sent".as_slice(), b"mail/Work/2004"]);
+        assert_eq!(
+            names,
+            [
+                b"mail/Old".as_slice(),
+                b"mail/Saved",
+                b"mail/Sent",
+                b"mail/Work/2004"
+            ]
+        );
         assert!(
             u.problems
                 .iter()

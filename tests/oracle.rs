@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::uw::{self, Deliberate, MfReading, UwReading};
 use mboxfs::index::UidValiditySource;
-use mboxfs::mbox::{self, IndexOptions, ReadMode};
+use mboxfs::mbox::{self, IndexOptions, ReadMode, Store};
 use mboxfs::scan::{Unquote, scan_all};
 
 /// Why a file is listed: what mboxfs serves differently from c-client, on purpose.
@@ -131,7 +131,19 @@ fn check_corpus(read: impl Fn(&str, &Path) -> Result<MfReading, String>) -> usiz
     let mut refused = 0;
     for (rel, path) in corpus() {
         let data = std::fs::read(&path).unwrap();
-        let uw = uw::uw_read(&data, work.path(), Duration::from_secs(120));
+        // A file of UW's other stores (the corpus has an MMDF one) against c-client's driver for
+        // it, with the file's mtime (MMDF dates a message without From_ line with it).
+        let uw = match mbox::sniff(&data[..data.len().min(2048)]) {
+            Ok(Store::Mbx | Store::Mmdf) => uw::uw_read_with(
+                &data,
+                work.path(),
+                Duration::from_secs(120),
+                "UTC",
+                true,
+                Some(std::fs::metadata(&path).unwrap().modified().unwrap()),
+            ),
+            _ => uw::uw_read(&data, work.path(), Duration::from_secs(120)),
+        };
         let mf = read(&rel, &path);
         let c = uw::compare(&data, &uw, &mf);
         for p in &c.problems {
@@ -198,7 +210,14 @@ fn materialize_writes_what_c_client_served() {
     std::fs::create_dir_all(host.path().join("home")).unwrap();
     let mut users = String::new();
     for (i, (_, path)) in files.iter().enumerate() {
-        std::fs::copy(path, spool.join(format!("u{i:03}"))).unwrap();
+        let copy = spool.join(format!("u{i:03}"));
+        std::fs::copy(path, &copy).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_modified(std::fs::metadata(path).unwrap().modified().unwrap())
+            .unwrap();
         users += &format!("u{i:03}\n");
     }
     std::fs::write(host.path().join("userlist"), users).unwrap();

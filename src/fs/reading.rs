@@ -85,7 +85,9 @@ pub(super) fn hash_messages(
     let mut buf = vec![0u8; 256 * 1024];
     let mut out = Vec::with_capacity(range.len());
     for m in &index.messages[range] {
-        let mut h = uids::Hasher::new(m.time);
+        // An MMDF message without From_ line is dated with the file's mtime, which moves.
+        let date_from_file = m.flags & crate::scan::flag::DATE_FROM_FILE != 0;
+        let mut h = uids::Hasher::new(if date_from_file { 0 } else { m.time });
         for seg in index.segments(m) {
             let mut at = seg.start;
             while at < seg.end {

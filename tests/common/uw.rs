@@ -84,6 +84,8 @@ pub enum UwReading {
         invented: bool,
         /// What c-client logged (`warn: ...`, `info: ...`).
         log: Vec<String>,
+        /// The driver that read it (`unix`, `mbx`, `mmdf`, `phile`...).
+        driver: String,
     },
     /// c-client would not open it ("not in valid mailbox format").
     Refused(String),
@@ -111,18 +113,40 @@ pub fn uw_read(data: &[u8], work: &Path, timeout: Duration) -> UwReading {
 
 /// [`uw_read`] with the server's time zone `tz`.
 pub fn uw_read_tz(data: &[u8], work: &Path, timeout: Duration, tz: &str) -> UwReading {
+    uw_read_with(data, work, timeout, tz, false, None)
+}
+
+/// [`uw_read_tz`], with every driver of a stock UW-IMAP when `all_drivers` (`uwdump -a`: mbx,
+/// MMDF, ...), else the mbox driver only; the copy's modification time is `mtime` when given.
+pub fn uw_read_with(
+    data: &[u8],
+    work: &Path,
+    timeout: Duration,
+    tz: &str,
+    all_drivers: bool,
+    mtime: Option<std::time::SystemTime>,
+) -> UwReading {
     let dir = tempfile::Builder::new()
         .prefix("uw")
         .tempdir_in(work)
         .unwrap();
     let file = dir.path().join("folder");
     std::fs::write(&file, data).unwrap();
+    if let Some(t) = mtime {
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
     let out_path = dir.path().join("out");
     let t0 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let mut child = std::process::Command::new(uwdump())
+        .args(all_drivers.then_some("-a"))
         .arg(&file)
         .env("TZ", tz)
         .env("HOME", dir.path())
@@ -204,6 +228,7 @@ pub fn uw_read_tz(data: &[u8], work: &Path, timeout: Duration, tz: &str) -> UwRe
         uidvalidity,
         uidnext: st["uidnext"].as_u64().unwrap(),
         log,
+        driver: st["driver"].as_str().unwrap_or_default().to_string(),
     }
 }
 
@@ -459,6 +484,7 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
         uidnext,
         invented,
         log,
+        ..
     } = uw
     else {
         unreachable!()
@@ -492,7 +518,7 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
                     .all(|(g, w)| g == w || (*g == 0 && *w == b' '))
         };
         let nul = m.quirks & quirk::NUL_IN_NAME != 0;
-        let lf = m.quirks & quirk::PAST_EOF != 0;
+        let lf = m.quirks & (quirk::PAST_EOF | quirk::CUT_LINE) != 0;
         // The cases where c-client may differ (whether or not it did here).
         if lf {
             c.deliberate(Deliberate::PastEof);
@@ -558,7 +584,7 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
             ));
         }
         if u.rfc822_size != u.text.len() as u64 {
-            if m.quirks & (quirk::SIZE_MISMATCH | quirk::PAST_EOF) != 0 {
+            if m.quirks & (quirk::SIZE_MISMATCH | quirk::PAST_EOF | quirk::CUT_LINE) != 0 {
                 c.deliberate(Deliberate::WrongSize);
             } else {
                 c.problems.push(format!(
@@ -598,11 +624,13 @@ pub fn compare(data: &[u8], uw: &UwReading, mf: &Result<MfReading, String>) -> C
     let extra = mf
         .msgs
         .iter()
-        .filter(|m| m.quirks & quirk::PAST_EOF != 0)
+        .filter(|m| m.quirks & (quirk::PAST_EOF | quirk::CUT_LINE) != 0)
         .count();
-    if theirs.get(size).copied().unwrap_or(0) == ours.get(size).copied().unwrap_or(0) + extra
-        && extra > 0
-    {
+    let (t, o) = (
+        theirs.get(size).copied().unwrap_or(0),
+        ours.get(size).copied().unwrap_or(0),
+    );
+    if extra > 0 && t >= o && t <= o + extra {
         match ours.get(size) {
             Some(&n) => theirs.insert(size, n),
             None => theirs.remove(size),
