@@ -450,6 +450,17 @@ fn fifteen_hundred_folders_under_a_limit_of_1024_open_files() {
         list += &format!("u/{name}\n");
     }
     std::fs::write(spool.path().join("folderlist"), list).unwrap();
+    // A spool is not being written as it is mounted: no last message is held back as possibly
+    // incomplete.
+    let minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);
+    for k in 0..N {
+        std::fs::File::options()
+            .write(true)
+            .open(home.join(format!("f{k:04}")))
+            .unwrap()
+            .set_modified(minute_ago)
+            .unwrap();
+    }
     let m = Mount::start_under(&["prlimit", "--nofile=1024:1024", "--"], &spool.args(), &[]);
     let root = m.mountpoint.join("u");
     // Twice: the second pass finds most files closed again (the cache keeps a bounded number).
