@@ -255,6 +255,12 @@ pub fn run(tree: Tree, config: MountConfig) -> Result<(), String> {
         config.fs.state_dir.display()
     );
     let _ = std::io::stdout().flush();
+    // Every folder read once in the background: the first client to open one finds it ready.
+    let warm = fs.clone();
+    std::thread::Builder::new()
+        .name("warm-up".into())
+        .spawn(move || warm.warm_up())
+        .map_err(|e| e.to_string())?;
     let result = session.run();
     log::info!("{} unmounted", mp.display());
     result.map_err(|e| format!("serving {}: {e}", mp.display()))

@@ -195,6 +195,11 @@ struct FolderState {
     lock_warned: AtomicBool,
     /// Testers' changes to its messages (writable mounts; read on first use).
     changes: Mutex<Option<changes::MessageChanges>>,
+    /// Counts testers' changes to its listings (writable mounts): a listing made for an
+    /// earlier count is made again.
+    version: AtomicU64,
+    /// Its directory in the state directory was made.
+    state_made: AtomicBool,
 }
 
 impl FolderState {
@@ -222,7 +227,14 @@ impl FolderState {
             said: Mutex::new(String::new()),
             lock_warned: AtomicBool::new(false),
             changes: Mutex::new(None),
+            version: AtomicU64::new(0),
+            state_made: AtomicBool::new(false),
         }
+    }
+
+    /// Testers changed what its listings show.
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::Release);
     }
 
     /// The directory name shown now.
@@ -593,6 +605,31 @@ impl MailFs {
                 log::error!("the lists changed but cannot be read: {e}; keeping the old ones")
             }
         }
+    }
+
+    /// Reads every folder once, in the background after mounting, so that the first client to
+    /// open a folder does not wait for its mbox to be read. Folders already read are skipped;
+    /// one being read by a client is waited for, not read twice.
+    pub fn warm_up(&self) {
+        let started = Instant::now();
+        let mut g = 0;
+        let mut read = 0;
+        while let Some(st) = self.state(g) {
+            let fresh = st
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none();
+            if fresh && !st.gone.load(Ordering::Relaxed) && st.path.is_some() {
+                let _ = self.snapshot_of(g, &st);
+                read += 1;
+            }
+            g += 1;
+        }
+        log::info!(
+            "{read} folders read in {:.1?} after mounting",
+            started.elapsed()
+        );
     }
 
     /// Logs `what` about a folder once (again only after something else was said).

@@ -5,8 +5,11 @@ use super::*;
 impl MailFs {
     /// Where a folder's overlay files are (made on first use).
     pub(super) fn overlay_dir(&self, st: &FolderState) -> PathBuf {
-        if let Err(e) = writable::make_private_dir(&st.state_dir) {
-            log::error!("state directory {}: {e}", st.state_dir.display());
+        if !st.state_made.load(Ordering::Relaxed) {
+            match writable::make_private_dir(&st.state_dir) {
+                Ok(()) => st.state_made.store(true, Ordering::Relaxed),
+                Err(e) => log::error!("state directory {}: {e}", st.state_dir.display()),
+            }
         }
         st.state_dir.clone()
     }

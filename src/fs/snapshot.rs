@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub(super) new: Vec<u32>,
     /// The entries of `cur/` and `new/`, made on first use.
     pub(super) entries: [OnceLock<Arc<Vec<DirEntry>>>; 2],
+    /// On a writable mount, the entries of `cur/`, `new/` and `tmp/` with testers' changes,
+    /// and the folder's change count they were made for.
+    pub(super) changed_entries: [Mutex<Option<(u64, Arc<Vec<DirEntry>>)>>; 3],
     /// Our `dovecot-uidlist`, made on first use.
     pub(super) uidlist: OnceLock<Vec<u8>>,
 }
@@ -395,6 +398,7 @@ impl MailFs {
                 cur: Vec::new(),
                 new: Vec::new(),
                 entries: Default::default(),
+                changed_entries: Default::default(),
                 uidlist: OnceLock::new(),
             });
         }
@@ -547,6 +551,7 @@ impl MailFs {
             cur,
             new,
             entries: Default::default(),
+            changed_entries: Default::default(),
             uidlist: OnceLock::new(),
         })
     }

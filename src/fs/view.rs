@@ -423,7 +423,15 @@ impl MailFs {
                 })
                 .clone());
         }
-        // Writable: the mbox's messages as testers left them, then the files they added.
+        // Writable: the mbox's messages as testers left them, then the files they added; made
+        // again after each change.
+        let version = st.version.load(Ordering::Acquire);
+        let slot = &snap.changed_entries[sub_offset(sub) as usize - 1];
+        if let Some((v, entries)) = &*slot.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *v == version {
+                return Ok(entries.clone());
+            }
+        }
         let mut v: Vec<DirEntry> = head.to_vec();
         if sub != Subdir::Tmp {
             for at in 0..snap.shown {
@@ -454,7 +462,9 @@ impl MailFs {
                 });
             }
         }
-        Ok(Arc::new(v))
+        let v = Arc::new(v);
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, v.clone()));
+        Ok(v)
     }
 
     /// The entries of an open directory (made when it was opened), or of `ino` now.

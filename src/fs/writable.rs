@@ -143,6 +143,7 @@ impl MailFs {
                     return Err(Errno::EEXIST);
                 }
                 self.overlay_sub(&st, s)?;
+                st.changed();
                 return self.getattr(Self::block(g) + sub_offset(s));
             }
         }
@@ -294,6 +295,7 @@ impl MailFs {
         }
         let dir = self.overlay_sub(st, sub)?;
         self.create_overlay_file(st, &dir.join(name), mode, flags)?;
+        st.changed();
         self.overlay_attr(g, st, &sub_path(sub, name))
     }
 
@@ -313,6 +315,7 @@ impl MailFs {
         match std::fs::remove_file(&path) {
             Ok(()) => {
                 self.forget_overlay(g, &rel);
+                st.changed();
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -324,6 +327,7 @@ impl MailFs {
             .ok_or(Errno::ENOENT)?;
         let h = snap.hashes[at];
         self.with_changes(st, |c| c.record(h, Change::Gone))??;
+        st.changed();
         Ok(())
     }
 
@@ -349,6 +353,7 @@ impl MailFs {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .rename(g, &rel_from, &rel_to);
+            st.changed();
             return Ok(());
         }
         let snap = self.snapshot_of(g, st)?;
@@ -372,6 +377,7 @@ impl MailFs {
         self.with_changes(st, |c| {
             c.record(h, Change::Moved(to_sub, flags.to_string()))
         })??;
+        st.changed();
         Ok(())
     }
 
@@ -419,6 +425,7 @@ impl MailFs {
             }
             _ => return Err(Errno::EACCES),
         }
+        st2.changed();
         self.overlay_attr(g2, &st2, &sub_path(sub, newname))
     }
 
