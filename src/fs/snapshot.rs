@@ -4,6 +4,9 @@
 use super::uids::{self, Hash};
 use super::*;
 
+/// A listing of a directory, and the change count it was made for.
+pub(super) type Listing = (u64, Arc<Vec<DirEntry>>);
+
 /// One reading of one folder.
 pub struct Snapshot {
     /// Every message read so far, with the UIDVALIDITY and UIDs the view serves (see
@@ -33,7 +36,7 @@ pub struct Snapshot {
     pub(super) entries: [OnceLock<Arc<Vec<DirEntry>>>; 2],
     /// On a writable mount, the entries of `cur/`, `new/` and `tmp/` with testers' changes,
     /// and the folder's change count they were made for.
-    pub(super) changed_entries: [Mutex<Option<(u64, Arc<Vec<DirEntry>>)>>; 3],
+    pub(super) changed_entries: [Mutex<Option<Listing>>; 3],
     /// Our `dovecot-uidlist`, made on first use.
     pub(super) uidlist: OnceLock<Vec<u8>>,
 }
