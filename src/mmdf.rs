@@ -262,7 +262,7 @@ pub fn scan_all(data: &[u8], mtime: i64) -> Result<Vec<RawMessage>, ScanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::tests::{Windowed, served};
+    use crate::scan::testutil::{Windowed, served};
 
     const D: &str = "\x01\x01\x01\x01\n";
     const F: &str = "From a Wed Dec  2 05:53:22 1992\n";
