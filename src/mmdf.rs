@@ -100,15 +100,7 @@ impl Scanner {
         if self.pos >= len {
             return Ok(false);
         }
-        *msg = RawMessage {
-            hidden: std::mem::take(&mut msg.hidden),
-            events: std::mem::take(&mut msg.events),
-            notes: std::mem::take(&mut msg.notes),
-            ..RawMessage::default()
-        };
-        msg.hidden.clear();
-        msg.events.clear();
-        msg.notes.clear();
+        msg.reset();
 
         let open = self.pos;
         let first = open + SEP;
@@ -251,12 +243,7 @@ impl Scanner {
 pub fn scan_all(data: &[u8], mtime: i64) -> Result<Vec<RawMessage>, ScanError> {
     let mut hay = scan::SliceHaystack(data);
     let mut scanner = Scanner::new(mtime);
-    let mut out = Vec::new();
-    let mut msg = RawMessage::default();
-    while scanner.next_message(&mut hay, &mut msg)? {
-        out.push(msg.clone());
-    }
-    Ok(out)
+    scan::collect_messages(|msg| scanner.next_message(&mut hay, msg))
 }
 
 #[cfg(test)]

@@ -172,6 +172,34 @@ pub struct RawMessage {
     pub notes: Vec<String>,
 }
 
+impl RawMessage {
+    /// Empties the message for the next one, keeping the allocations of its vectors.
+    pub(crate) fn reset(&mut self) {
+        *self = RawMessage {
+            hidden: std::mem::take(&mut self.hidden),
+            events: std::mem::take(&mut self.events),
+            notes: std::mem::take(&mut self.notes),
+            ..RawMessage::default()
+        };
+        self.hidden.clear();
+        self.events.clear();
+        self.notes.clear();
+    }
+}
+
+/// Every message that `next` reads (a store's scanner's `next_message` on a whole file), each
+/// cloned out of the one [`RawMessage`] it reuses.
+pub(crate) fn collect_messages(
+    mut next: impl FnMut(&mut RawMessage) -> Result<bool, ScanError>,
+) -> Result<Vec<RawMessage>, ScanError> {
+    let mut out = Vec::new();
+    let mut msg = RawMessage::default();
+    while next(&mut msg)? {
+        out.push(msg.clone());
+    }
+    Ok(out)
+}
+
 /// Why a file is not read as an mbox.
 #[derive(Debug)]
 pub enum ScanError {

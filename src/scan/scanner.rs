@@ -18,7 +18,7 @@ use memchr::memmem;
 
 use super::haystack::{BODY_WINDOW, line_end, merge_ranges, scan_text};
 use super::header::{HeaderEnd, HeaderScan, scan_header};
-use super::{Haystack, RawMessage, ScanError, SliceHaystack, Unquote};
+use super::{Haystack, RawMessage, ScanError, SliceHaystack, Unquote, collect_messages};
 use crate::fromline;
 
 /// A From_ line candidate longer than this is judged by its last bytes (all `VALID()` looks at,
@@ -75,15 +75,7 @@ impl Scanner {
         if self.pos >= len {
             return Ok(false);
         }
-        *msg = RawMessage {
-            hidden: std::mem::take(&mut msg.hidden),
-            events: std::mem::take(&mut msg.events),
-            notes: std::mem::take(&mut msg.notes),
-            ..RawMessage::default()
-        };
-        msg.hidden.clear();
-        msg.events.clear();
-        msg.notes.clear();
+        msg.reset();
 
         let from_start = self.pos;
         let from_end = line_end(hay, from_start)?;
@@ -343,12 +335,7 @@ fn final_blank_line(hay: &mut impl Haystack, body: u64, stop: u64) -> io::Result
 pub fn scan_all(data: &[u8], unquote: Unquote) -> Result<Vec<RawMessage>, ScanError> {
     let mut hay = SliceHaystack(data);
     let mut scanner = Scanner::new(unquote);
-    let mut out = Vec::new();
-    let mut msg = RawMessage::default();
-    while scanner.next_message(&mut hay, &mut msg)? {
-        out.push(msg.clone());
-    }
-    Ok(out)
+    collect_messages(|msg| scanner.next_message(&mut hay, msg))
 }
 
 #[cfg(test)]
