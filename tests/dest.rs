@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{HandHost, Host, MountGuard, mboxfs, run, text};
+use common::{HandHost, Host, MountGuard, SmallDisk, mboxfs, run, text};
 
 /// Message files under `dest` (every `cur/` and `new/`).
 fn message_files(dest: &Path) -> Vec<PathBuf> {
@@ -135,34 +135,20 @@ fn summary_counts(out: &str) -> (u64, u64) {
 #[test]
 fn after_a_full_disk_the_summary_counts_what_is_on_disk() {
     common::require_root_and_tools(&["mount", "umount"]);
-    let host = Host::make(&[
-        "--users",
-        "2",
-        "--folders",
-        "4",
-        "--messages",
-        "60",
-        "--big-every",
-        "5",
-        "--seed",
-        "4",
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("small");
-    std::fs::create_dir(&dest).unwrap();
-    let small = MountGuard::tmpfs(&dest, "3m");
-    let out = run("materialize", &dest, &host.source_args(), &[]);
+    let small = SmallDisk::new();
+    let (host, dest) = (&small.host, &small.dest);
+    let out = run("materialize", dest, &host.source_args(), &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("the disk is full"), "{t}");
-    let on_disk = message_files(&dest).len() as u64;
+    let on_disk = message_files(dest).len() as u64;
     assert!(on_disk > 0);
     assert_eq!(summary_counts(&t), (on_disk, on_disk), "{t}");
-    small.resize_tmpfs("200m");
-    let out = run("materialize", &dest, &host.source_args(), &[]);
+    small.tmpfs.resize_tmpfs("200m");
+    let out = run("materialize", dest, &host.source_args(), &[]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    let total = message_files(&dest).len() as u64;
+    let total = message_files(dest).len() as u64;
     assert_eq!(summary_counts(&t), (total, total - on_disk), "{t}");
 }
 

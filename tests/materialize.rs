@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{Dovecot, Host, Mount, MountGuard, mboxfs, run, text};
+use common::{Dovecot, Host, Mount, SmallDisk, mboxfs, run, text};
 
 fn materialize(host: &Host, dest: &Path, extra: &[&str]) -> std::process::Output {
     run("materialize", dest, &host.source_args(), extra)
@@ -322,28 +322,14 @@ fn a_foreign_dest_is_refused_unless_forced() {
 #[test]
 fn a_full_disk_leaves_no_partial_message_and_a_rerun_completes() {
     common::require_root_and_tools(&["mount", "umount"]);
-    let host = Host::make(&[
-        "--users",
-        "2",
-        "--folders",
-        "4",
-        "--messages",
-        "60",
-        "--big-every",
-        "5",
-        "--seed",
-        "4",
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("small");
-    std::fs::create_dir(&dest).unwrap();
-    let small = MountGuard::tmpfs(&dest, "3m");
-    let out = materialize(&host, &dest, &["--jobs", "1"]);
+    let small = SmallDisk::new();
+    let (host, dest) = (&small.host, &small.dest);
+    let out = materialize(host, dest, &["--jobs", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("the disk is full"), "{}", text(&out));
-    assert_no_partial_messages(&dest);
-    small.resize_tmpfs("200m");
-    let out = materialize(&host, &dest, &[]);
+    assert_no_partial_messages(dest);
+    small.tmpfs.resize_tmpfs("200m");
+    let out = materialize(host, dest, &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(verify(&host, &dest).status.success());
+    assert!(verify(host, dest).status.success());
 }

@@ -381,6 +381,43 @@ impl Drop for MountGuard {
     }
 }
 
+/// A DEST that fills up: an empty 3 MB tmpfs, and a mkcorpus host with more mail than that
+/// (2 users, 4 folders, 60 messages each, every fifth one big; seed 4). Unmounted on drop.
+pub struct SmallDisk {
+    pub host: Host,
+    /// The tmpfs's mountpoint.
+    pub dest: PathBuf,
+    pub tmpfs: MountGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn new() -> SmallDisk {
+        let host = Host::make(&[
+            "--users",
+            "2",
+            "--folders",
+            "4",
+            "--messages",
+            "60",
+            "--big-every",
+            "5",
+            "--seed",
+            "4",
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("small");
+        std::fs::create_dir(&dest).unwrap();
+        let tmpfs = MountGuard::tmpfs(&dest, "3m");
+        SmallDisk {
+            host,
+            dest,
+            tmpfs,
+            _dir: dir,
+        }
+    }
+}
+
 /// `mount ARGS... TARGET`, which must succeed.
 fn run_mount(args: &[&str], target: &Path) {
     let ok = std::process::Command::new("mount")
