@@ -12,47 +12,20 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Dovecot, Mount};
+use common::{Dovecot, HandHost, Mount};
 
-/// A one-user host written by hand: spool `var/spool/mail/u`, no folders.
-struct Spool {
-    dir: tempfile::TempDir,
+/// A host written by hand: inboxes in `var/spool/mail/<user>` (none yet), no folders.
+fn hand_host(users: &[&str]) -> HandHost {
+    let dir = tempfile::Builder::new()
+        .prefix("mboxfs-cache")
+        .tempdir()
+        .unwrap();
+    HandHost::new(dir, "var/spool/mail", users, "")
 }
 
-impl Spool {
-    fn new(users: &[&str]) -> Spool {
-        let dir = tempfile::Builder::new()
-            .prefix("mboxfs-cache")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("var/spool/mail")).unwrap();
-        for u in users {
-            std::fs::create_dir_all(dir.path().join("home").join(u)).unwrap();
-        }
-        std::fs::write(dir.path().join("userlist"), users.join("\n") + "\n").unwrap();
-        std::fs::write(dir.path().join("folderlist"), "").unwrap();
-        Spool { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn inbox(&self, user: &str) -> std::path::PathBuf {
-        self.path().join("var/spool/mail").join(user)
-    }
-
-    fn args(&self) -> Vec<String> {
-        let d = self.path().display();
-        vec![
-            format!("--inbox={d}/var/spool/mail/%u"),
-            format!("--home={d}/home/%u"),
-            format!("--userlist={d}/userlist"),
-            format!("--folderlist={d}/folderlist"),
-            "--timezone=UTC".into(),
-            "--trust-owners".into(),
-        ]
-    }
+/// The source options for a host of [`hand_host`]'s.
+fn args(spool: &HandHost) -> Vec<String> {
+    spool.source_args_with(&["--trust-owners"])
 }
 
 /// A message as UW-IMAP stores it.
@@ -99,17 +72,7 @@ if int(data[0]) > 0:
 m.logout()
 "#
     );
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = common::python(&script);
     let mut lines = text.lines();
     let uv: u32 = lines.next().unwrap()[2..].parse().unwrap();
     let msgs = lines
@@ -168,21 +131,16 @@ fn rewrite(path: &Path, text: &str) {
 #[test]
 fn uidvalidity_never_goes_down_and_no_uid_names_two_messages() {
     common::require_root_and_tools(&["dovecot", "python3"]);
-    let spool = Spool::new(&["u"]);
+    let spool = hand_host(&["u"]);
     let inbox = spool.inbox("u");
     let v = 1_000_000;
     // Messages 1 and 2 as UW-IMAP left them.
     let mut text = stored(1, "RO", Some(1), Some((v, 2))) + &stored(2, "RO", Some(2), None);
     std::fs::write(&inbox, &text).unwrap();
     let minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);
-    std::fs::File::options()
-        .write(true)
-        .open(&inbox)
-        .unwrap()
-        .set_modified(minute_ago)
-        .unwrap();
+    common::set_mtime(&inbox, minute_ago);
     let extra = ["--owner", "nobody", "--recheck-ms", "100"];
-    let mut m = Mount::start(&spool.args(), &extra);
+    let mut m = Mount::start(&args(&spool), &extra);
     let dovecot = Dovecot::for_nobody(&format!("maildir:{}/%u", m.mountpoint.display()), "");
     let mut p = Promise::default();
     p.check("start", observe(dovecot.port, "u"));
@@ -222,7 +180,7 @@ fn uidvalidity_never_goes_down_and_no_uid_names_two_messages() {
             observe(dovecot.port, "u"),
         );
         if round == 1 {
-            m.remount(&spool.args(), &extra);
+            m.remount(&args(&spool), &extra);
             p.check("remounted", observe(dovecot.port, "u"));
         }
     }
@@ -240,7 +198,7 @@ fn uidvalidity_never_goes_down_and_no_uid_names_two_messages() {
     let out = common::mboxfs()
         .args(["plan", "--json", "--state-dir"])
         .arg(m.state.path())
-        .args(spool.args())
+        .args(args(&spool))
         .output()
         .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -266,7 +224,7 @@ fn uidvalidity_never_goes_down_and_no_uid_names_two_messages() {
         [1, 2, 3, 4, 5]
     );
     p.check("higher UIDVALIDITY in the mbox", higher);
-    m.remount(&spool.args(), &extra);
+    m.remount(&args(&spool), &extra);
     p.check("remounted again", observe(dovecot.port, "u"));
     eprintln!("{}", p.steps.join("\n"));
 
@@ -306,14 +264,14 @@ fn writer_lock(f: &std::fs::File) -> Duration {
 #[test]
 fn locked_deliveries_are_never_held_back_long() {
     common::require_root_and_tools(&[]);
-    let spool = Spool::new(&["u"]);
+    let spool = hand_host(&["u"]);
     let inbox = spool.inbox("u");
     let mut text = String::new();
     for k in 1..=200 {
         text += &stored(k, "RO", None, None);
     }
     std::fs::write(&inbox, &text).unwrap();
-    let m = Mount::start(&spool.args(), &["--recheck-ms", "0"]);
+    let m = Mount::start(&args(&spool), &["--recheck-ms", "0"]);
     let root = m.mountpoint.join("u");
     // Readers that keep the mount looking at the mbox (each access re-checks it).
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -379,9 +337,9 @@ fn locked_deliveries_are_never_held_back_long() {
 #[test]
 fn users_inboxes_and_folders_that_appear_later_are_shown() {
     common::require_root_and_tools(&[]);
-    let spool = Spool::new(&["u", "fresh"]);
+    let spool = hand_host(&["u", "fresh"]);
     std::fs::write(spool.inbox("u"), stored(1, "RO", None, None)).unwrap();
-    let m = Mount::start(&spool.args(), &["--recheck-ms", "100"]);
+    let m = Mount::start(&args(&spool), &["--recheck-ms", "100"]);
     let count = |user: &str, dir: &str| -> usize {
         ["new", "cur"]
             .iter()
@@ -392,11 +350,12 @@ fn users_inboxes_and_folders_that_appear_later_are_shown() {
             .sum()
     };
     let eventually = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !f() {
-            assert!(Instant::now() < deadline, "{what} did not appear");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            f,
+            || format!("{what} did not appear"),
+        );
     };
     assert_eq!(count("fresh", ""), 0);
     // The first delivery to a user whose inbox did not exist.
@@ -439,7 +398,7 @@ fn users_inboxes_and_folders_that_appear_later_are_shown() {
 #[test]
 fn fifteen_hundred_folders_under_a_limit_of_1024_open_files() {
     common::require_root_and_tools(&["prlimit"]);
-    let spool = Spool::new(&["u"]);
+    let spool = hand_host(&["u"]);
     std::fs::write(spool.inbox("u"), stored(1, "RO", None, None)).unwrap();
     let home = spool.path().join("home/u");
     let mut list = String::new();
@@ -454,14 +413,9 @@ fn fifteen_hundred_folders_under_a_limit_of_1024_open_files() {
     // incomplete.
     let minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);
     for k in 0..N {
-        std::fs::File::options()
-            .write(true)
-            .open(home.join(format!("f{k:04}")))
-            .unwrap()
-            .set_modified(minute_ago)
-            .unwrap();
+        common::set_mtime(&home.join(format!("f{k:04}")), minute_ago);
     }
-    let m = Mount::start_under(&["prlimit", "--nofile=1024:1024", "--"], &spool.args(), &[]);
+    let m = Mount::start_under(&["prlimit", "--nofile=1024:1024", "--"], &args(&spool), &[]);
     let root = m.mountpoint.join("u");
     // Twice: the second pass finds most files closed again (the cache keeps a bounded number).
     for pass in 0..2 {

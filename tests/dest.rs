@@ -5,27 +5,9 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Host, mboxfs};
-
-fn run(cmd: &str, host_args: &[String], dest: &Path) -> std::process::Output {
-    mboxfs()
-        .arg(cmd)
-        .arg(dest)
-        .args(host_args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{HandHost, Host, MountGuard, SmallDisk, mboxfs, run, text};
 
 /// Message files under `dest` (every `cur/` and `new/`).
 fn message_files(dest: &Path) -> Vec<PathBuf> {
@@ -43,33 +25,6 @@ fn message_files(dest: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-/// Unmounts (lazily) when dropped.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn mount(args: &[&str], target: &Path) {
-    let ok = Command::new("mount")
-        .args(args)
-        .arg(target)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mount {args:?} {}", target.display());
-}
-
-fn signal(child: &std::process::Child, sig: i32) {
-    // SAFETY: signalling our own child.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(child.id() as i32, sig);
-    }
 }
 
 #[test]
@@ -100,15 +55,15 @@ fn a_second_materialize_on_one_dest_refuses_at_once() {
         while !dest.join(".mboxfs-materialize").exists() && first.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_micros(200));
         }
-        signal(&first, libc::SIGSTOP);
+        common::signal(first.id(), libc::SIGSTOP);
         if first.try_wait().unwrap().is_some() {
             continue; // It ended before it was stopped: try again.
         }
         let t = Instant::now();
-        let second = run("materialize", &host.source_args(), &dest);
+        let second = run("materialize", &dest, &host.source_args(), &[]);
         let took = t.elapsed();
-        let verify = run("verify", &host.source_args(), &dest);
-        signal(&first, libc::SIGCONT);
+        let verify = run("verify", &dest, &host.source_args(), &[]);
+        common::signal(first.id(), libc::SIGCONT);
         assert!(first.wait().unwrap().success());
         assert_eq!(second.status.code(), Some(2), "{}", text(&second));
         assert!(
@@ -120,7 +75,7 @@ fn a_second_materialize_on_one_dest_refuses_at_once() {
         assert_eq!(verify.status.code(), Some(2), "{}", text(&verify));
         assert!(text(&verify).contains("is writing it"), "{}", text(&verify));
         // Once it has ended, DEST is whole.
-        let v = run("verify", &host.source_args(), &dest);
+        let v = run("verify", &dest, &host.source_args(), &[]);
         assert!(v.status.success(), "{}", text(&v));
         return;
     }
@@ -142,28 +97,19 @@ fn a_finished_dest_on_a_read_only_file_system_verifies_and_reruns() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("d");
-    let out = run("materialize", &host.source_args(), &dest);
+    let out = run("materialize", &dest, &host.source_args(), &[]);
     assert!(out.status.success(), "{}", text(&out));
     let ro = dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
     // `mount --bind` then a read-only remount of the bind.
-    let ok = Command::new("mount")
-        .args(["--bind"])
-        .arg(&dest)
-        .arg(&ro)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let _guard = Unmount(ro.clone());
-    mount(&["-o", "remount,bind,ro"], &ro);
+    let _guard = MountGuard::read_only_bind(&dest, &ro);
     assert!(
         std::fs::write(ro.join("probe"), "x").is_err(),
         "not read-only"
     );
-    let v = run("verify", &host.source_args(), &ro);
+    let v = run("verify", &ro, &host.source_args(), &[]);
     assert!(v.status.success(), "{}", text(&v));
-    let m = run("materialize", &host.source_args(), &ro);
+    let m = run("materialize", &ro, &host.source_args(), &[]);
     assert!(m.status.success(), "{}", text(&m));
     assert!(text(&m).contains("nothing written"), "{}", text(&m));
 }
@@ -189,49 +135,29 @@ fn summary_counts(out: &str) -> (u64, u64) {
 #[test]
 fn after_a_full_disk_the_summary_counts_what_is_on_disk() {
     common::require_root_and_tools(&["mount", "umount"]);
-    let host = Host::make(&[
-        "--users",
-        "2",
-        "--folders",
-        "4",
-        "--messages",
-        "60",
-        "--big-every",
-        "5",
-        "--seed",
-        "4",
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("small");
-    std::fs::create_dir(&dest).unwrap();
-    mount(&["-t", "tmpfs", "-o", "size=3m", "tmpfs"], &dest);
-    let _guard = Unmount(dest.clone());
-    let out = run("materialize", &host.source_args(), &dest);
+    let small = SmallDisk::new();
+    let (host, dest) = (&small.host, &small.dest);
+    let out = run("materialize", dest, &host.source_args(), &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("the disk is full"), "{t}");
-    let on_disk = message_files(&dest).len() as u64;
+    let on_disk = message_files(dest).len() as u64;
     assert!(on_disk > 0);
     assert_eq!(summary_counts(&t), (on_disk, on_disk), "{t}");
-    mount(&["-t", "tmpfs", "-o", "remount,size=200m", "tmpfs"], &dest);
-    let out = run("materialize", &host.source_args(), &dest);
+    small.tmpfs.resize_tmpfs("200m");
+    let out = run("materialize", dest, &host.source_args(), &[]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    let total = message_files(&dest).len() as u64;
+    let total = message_files(dest).len() as u64;
     assert_eq!(summary_counts(&t), (total, total - on_disk), "{t}");
 }
 
 #[test]
 fn dates_a_file_cannot_hold_are_reported_and_agreed_on() {
     common::require_root_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::create_dir_all(d.join("spool")).unwrap();
-    std::fs::create_dir_all(d.join("home/mbxdates")).unwrap();
-    std::fs::write(d.join("userlist"), "mbxdates\n").unwrap();
-    std::fs::write(d.join("folderlist"), "").unwrap();
+    let host = HandHost::new(tempfile::tempdir().unwrap(), "spool", &["mbxdates"], "");
     std::fs::write(
-        d.join("spool/mbxdates"),
+        host.inbox("mbxdates"),
         // c-client reads these years as 2050 and 2097 (the last it can hold): past what every
         // file system stores as an mtime.
         "From a@example.org Sat Dec 31 23:59:59 2050\nSubject: year 2050\n\nlater\n\n\
@@ -239,20 +165,14 @@ fn dates_a_file_cannot_hold_are_reported_and_agreed_on() {
          From a@example.org Wed Dec  2 05:53:22 1992\nSubject: fine\n\nok\n",
     )
     .unwrap();
-    let args = vec![
-        format!("--inbox={}/spool/%u", d.display()),
-        format!("--home={}/home/%u", d.display()),
-        format!("--userlist={}/userlist", d.display()),
-        format!("--folderlist={}/folderlist", d.display()),
-        "--timezone=UTC".to_string(),
-    ];
+    let args = host.source_args();
     let plan = mboxfs().arg("plan").args(&args).output().unwrap();
     let t = text(&plan);
     assert!(plan.status.success(), "{t}");
     assert!(t.contains("2 message(s) dated outside"), "{t}");
     assert!(t.contains("warning"), "{t}");
-    let dest = d.join("dest");
-    let out = run("materialize", &args, &dest);
+    let dest = host.path().join("dest");
+    let out = run("materialize", &dest, &args, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let mut mtimes: Vec<i64> = message_files(&dest)
         .iter()
@@ -263,8 +183,8 @@ fn dates_a_file_cannot_hold_are_reported_and_agreed_on() {
         mtimes,
         [723_275_602, i64::from(i32::MAX), i64::from(i32::MAX)]
     );
-    let v = run("verify", &args, &dest);
+    let v = run("verify", &dest, &args, &[]);
     assert!(v.status.success(), "{}", text(&v));
-    let again = run("materialize", &args, &dest);
+    let again = run("materialize", &dest, &args, &[]);
     assert!(text(&again).contains("nothing written"), "{}", text(&again));
 }

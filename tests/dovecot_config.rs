@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
-use common::{Host, Mount, mboxfs};
+use common::imap::Imap;
+use common::{Dovecot, Host, Mount, mboxfs};
 
 fn dovecot_config(args: &[&str]) -> std::process::Output {
     mboxfs().arg("dovecot-config").args(args).output().unwrap()
@@ -132,129 +130,6 @@ fn the_readme_shows_what_dovecot_config_prints() {
     );
 }
 
-/// A Dovecot started with a given configuration, stopped on drop.
-struct Dovecot {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Dovecot {
-    fn start(conf: &Path, port: u16, log: PathBuf) -> Dovecot {
-        let child = Command::new("dovecot")
-            .arg("-F")
-            .arg("-c")
-            .arg(conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = Dovecot {
-            child: Some(child),
-            log,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(s) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("dovecot exited ({s}):\n{}", d.log());
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dovecot did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A minimal IMAP client that keeps every line the server sends.
-pub struct Imap {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    n: usize,
-}
-
-impl Imap {
-    pub fn connect(port: u16) -> Imap {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        let mut c = Imap {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-            n: 0,
-        };
-        let greeting = c.line();
-        assert!(greeting.starts_with("* OK"), "{greeting}");
-        c
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.reader.read_line(&mut l).unwrap();
-        assert!(!l.is_empty(), "connection closed");
-        l.trim_end_matches(['\r', '\n']).to_string()
-    }
-
-    /// Sends a command (with an optional literal); returns (untagged lines, tagged answer
-    /// without its tag and Dovecot's timing).
-    pub fn cmd(&mut self, text: &str, literal: Option<&[u8]>) -> (Vec<String>, String) {
-        self.n += 1;
-        let tag = format!("t{}", self.n);
-        let mut untagged = Vec::new();
-        match literal {
-            None => self
-                .writer
-                .write_all(format!("{tag} {text}\r\n").as_bytes())
-                .unwrap(),
-            Some(bytes) => {
-                self.writer
-                    .write_all(format!("{tag} {text} {{{}}}\r\n", bytes.len()).as_bytes())
-                    .unwrap();
-                let l = self.line();
-                if let Some(answer) = l.strip_prefix(&format!("{tag} ")) {
-                    return (untagged, strip_timing(answer));
-                }
-                assert!(l.starts_with('+'), "{l}");
-                self.writer.write_all(bytes).unwrap();
-                self.writer.write_all(b"\r\n").unwrap();
-            }
-        }
-        loop {
-            let l = self.line();
-            if let Some(answer) = l.strip_prefix(&format!("{tag} ")) {
-                return (untagged, strip_timing(answer));
-            }
-            untagged.push(l);
-        }
-    }
-}
-
-/// `NO [NOPERM] Permission denied (0.001 + 0.000 secs).` -> `NO [NOPERM] Permission denied`.
-fn strip_timing(answer: &str) -> String {
-    match answer.rfind(" (") {
-        Some(i) if answer.ends_with("secs).") => answer[..i].to_string(),
-        _ => answer.to_string(),
-    }
-}
-
 fn flags_of(untagged: &[String]) -> Vec<String> {
     untagged
         .iter()
@@ -264,8 +139,8 @@ fn flags_of(untagged: &[String]) -> Vec<String> {
 }
 
 /// A Dovecot configured by `mboxfs dovecot-config` (virtual users, owner nobody) serving the
-/// mount; returns it with its port and scratch directory.
-fn preview_dovecot(host: &Host, m: &Mount, writable: bool) -> (Dovecot, u16, tempfile::TempDir) {
+/// mount.
+fn preview_dovecot(host: &Host, m: &Mount, writable: bool) -> Dovecot {
     let dir = common::open_dir("mboxfs-dvconf");
     let d = dir.path();
     for sub in ["homes", "volatile"] {
@@ -335,8 +210,7 @@ fn preview_dovecot(host: &Host, m: &Mount, writable: bool) -> (Dovecot, u16, tem
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(d.join("dovecot.conf"), &out.stdout).unwrap();
-    let dovecot = Dovecot::start(&d.join("dovecot.conf"), port, d.join("dovecot.log"));
-    (dovecot, port, dir)
+    Dovecot::serve(dir, port)
 }
 
 #[test]
@@ -354,7 +228,8 @@ fn the_read_only_preview_refuses_every_write_clearly_and_keeps_no_flag() {
     ]);
     let before = common::tree_hashes(host.path());
     let m = Mount::start(&host.source_args(), &["--owner", "nobody"]);
-    let (dovecot, port, _dir) = preview_dovecot(&host, &m, false);
+    let dovecot = preview_dovecot(&host, &m, false);
+    let port = dovecot.port;
     let users = host.users();
     let user = &users[0];
     // Only the passwd-file's users, with their password.
@@ -480,7 +355,8 @@ fn the_writable_preview_lets_testers_write() {
     ]);
     let before = common::tree_hashes(host.path());
     let m = Mount::start(&host.source_args(), &["--owner", "nobody", "--writable"]);
-    let (dovecot, port, _dir) = preview_dovecot(&host, &m, true);
+    let dovecot = preview_dovecot(&host, &m, true);
+    let port = dovecot.port;
     let user = &host.users()[0];
     let message: &[u8] = b"From: t@example.org\r\nSubject: test\r\n\r\nhello\r\n";
     let mut c = Imap::connect(port);

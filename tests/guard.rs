@@ -5,20 +5,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::{Dovecot, Host, mboxfs};
+use common::imap::Imap;
+use common::{Dovecot, Host};
 
+/// Runs `mboxfs CMD DEST` on the host; returns the exit code, standard output and standard error.
 fn run(host: &Host, cmd: &str, dest: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
-    let out = mboxfs()
-        .arg(cmd)
-        .arg(dest)
-        .args(host.source_args())
-        .args(extra)
-        .output()
-        .unwrap();
+    let out = common::run(cmd, dest, &host.source_args(), extra);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -62,34 +57,14 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
 
 /// Logs in and runs IMAP commands, returning the tagged answers.
 fn imap(port: u16, user: &str, commands: &[&str]) -> Vec<String> {
-    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let mut answers = Vec::new();
+    let mut c = Imap::connect(port);
     let all = [
         vec![format!("LOGIN {user} pw")],
         commands.iter().map(|c| c.to_string()).collect(),
         vec!["LOGOUT".into()],
     ]
     .concat();
-    for (i, c) in all.iter().enumerate() {
-        let tag = format!("g{i}");
-        w.write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
-        loop {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            assert!(!line.is_empty(), "connection closed after {c}");
-            if let Some(a) = line.strip_prefix(&format!("{tag} ")) {
-                answers.push(a.trim_end().to_string());
-                break;
-            }
-        }
-    }
-    answers
+    all.iter().map(|cmd| c.cmd(cmd, None).1).collect()
 }
 
 #[test]

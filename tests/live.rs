@@ -66,7 +66,7 @@ fn appended_mail_appears_complete_and_in_order() {
         "41",
     ]);
     let user = host.users()[0].clone();
-    let inbox = host.path().join("var/spool/mail").join(&user);
+    let inbox = host.inbox(&user);
     let m = Mount::start(&host.source_args(), &["--recheck-ms", "100"]);
     let root = m.mountpoint.join(&user);
     let before = files(&root);
@@ -163,7 +163,7 @@ fn a_uw_rewrite_keeps_names_and_uids_and_updates_flags() {
         "12",
     ]);
     let user = host.users()[0].clone();
-    let inbox = host.path().join("var/spool/mail").join(&user);
+    let inbox = host.inbox(&user);
     let m = Mount::start(&host.source_args(), &["--recheck-ms", "50"]);
     let root = m.mountpoint.join(&user);
     let before: BTreeMap<u32, (String, Vec<u8>)> = files(&root)
@@ -267,7 +267,7 @@ fn a_connected_dovecot_client_sees_new_mail_without_reconnecting() {
         "77",
     ]);
     let user = host.users()[0].clone();
-    let inbox = host.path().join("var/spool/mail").join(&user);
+    let inbox = host.inbox(&user);
     let m = Mount::start(
         &host.source_args(),
         &["--owner", "nobody", "--recheck-ms", "200"],
@@ -303,17 +303,7 @@ m.logout()
         inbox = inbox.display(),
         stored = stored
     );
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::python(&script);
     let f: Vec<&str> = text.split_whitespace().collect();
     let (before, after): (u32, u32) = (f[0].parse().unwrap(), f[1].parse().unwrap());
     assert_eq!(after, before + 1, "the new message was not seen");
@@ -350,7 +340,7 @@ fn a_recreated_folder_is_a_new_generation_dovecot_takes_in_stride() {
         "91",
     ]);
     let user = host.users()[0].clone();
-    let inbox = host.path().join("var/spool/mail").join(&user);
+    let inbox = host.inbox(&user);
     let m = Mount::start(
         &host.source_args(),
         &["--owner", "nobody", "--recheck-ms", "200"],
@@ -360,17 +350,7 @@ fn a_recreated_folder_is_a_new_generation_dovecot_takes_in_stride() {
         let script = format!(
             "import imaplib\nm = imaplib.IMAP4('127.0.0.1', {port})\nm.login('{user}', 'pw')\nprint(m.status('INBOX', '(MESSAGES UIDVALIDITY)')[1][0].decode())\nm.select('INBOX', readonly=True)\nprint(len(m.fetch('1:*', '(UID)')[1]))\nm.logout()\n"
         );
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        common::python(&script)
     };
     let first = status(dovecot.port);
     assert!(
@@ -378,8 +358,7 @@ fn a_recreated_folder_is_a_new_generation_dovecot_takes_in_stride() {
         "{first}"
     );
     // The user deleted and recreated the folder on the old server: a new mbox, a new UIDVALIDITY.
-    let replacement =
-        std::fs::read(other.path().join("var/spool/mail").join(&other.users()[0])).unwrap();
+    let replacement = std::fs::read(other.inbox(&other.users()[0])).unwrap();
     std::fs::remove_file(&inbox).unwrap();
     std::fs::write(&inbox, replacement).unwrap();
     std::thread::sleep(Duration::from_millis(2500));

@@ -6,33 +6,14 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{Dovecot, Host, Mount, mboxfs};
+use common::{Dovecot, Host, Mount, SmallDisk, mboxfs, run, text};
 
 fn materialize(host: &Host, dest: &Path, extra: &[&str]) -> std::process::Output {
-    mboxfs()
-        .arg("materialize")
-        .arg(dest)
-        .args(host.source_args())
-        .args(extra)
-        .output()
-        .unwrap()
+    run("materialize", dest, &host.source_args(), extra)
 }
 
 fn verify(host: &Host, dest: &Path) -> std::process::Output {
-    mboxfs()
-        .arg("verify")
-        .arg(dest)
-        .args(host.source_args())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    run("verify", dest, &host.source_args(), &[])
 }
 
 /// Every regular file under `root` (relative path -> (bytes, mtime)), leaving out what is not
@@ -103,14 +84,7 @@ fn dovecot_serves_dest_and_verify_accepts_what_dovecot_did() {
         host.path().join("userlist").display(),
         dovecot.port
     );
-    assert!(
-        std::process::Command::new("python3")
-            .arg("-c")
-            .arg(&script)
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::python(&script);
     let (out, passed, failed) = dovecot.imapcheck(
         &host.path().join("userlist"),
         &host.path().join("manifest.jsonl"),
@@ -229,23 +203,13 @@ fn verify_finds_changed_missing_and_extra_messages() {
     bytes[3] ^= 1;
     let mtime = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
     std::fs::write(&files[0], &bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&files[0])
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    common::set_mtime(&files[0], mtime);
     let out = verify(&host, &dest);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("bytes differ"), "{}", text(&out));
     bytes[3] ^= 1;
     std::fs::write(&files[0], &bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&files[0])
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    common::set_mtime(&files[0], mtime);
     assert!(verify(&host, &dest).status.success());
 
     // One removed.
@@ -358,47 +322,14 @@ fn a_foreign_dest_is_refused_unless_forced() {
 #[test]
 fn a_full_disk_leaves_no_partial_message_and_a_rerun_completes() {
     common::require_root_and_tools(&["mount", "umount"]);
-    let host = Host::make(&[
-        "--users",
-        "2",
-        "--folders",
-        "4",
-        "--messages",
-        "60",
-        "--big-every",
-        "5",
-        "--seed",
-        "4",
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("small");
-    std::fs::create_dir(&dest).unwrap();
-    let mount = |opts: &str| {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
-            .arg(&dest)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
-    mount("size=3m");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _guard = Unmount(dest.clone());
-    let out = materialize(&host, &dest, &["--jobs", "1"]);
+    let small = SmallDisk::new();
+    let (host, dest) = (&small.host, &small.dest);
+    let out = materialize(host, dest, &["--jobs", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("the disk is full"), "{}", text(&out));
-    assert_no_partial_messages(&dest);
-    mount("remount,size=200m");
-    let out = materialize(&host, &dest, &[]);
+    assert_no_partial_messages(dest);
+    small.tmpfs.resize_tmpfs("200m");
+    let out = materialize(host, dest, &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(verify(&host, &dest).status.success());
+    assert!(verify(host, dest).status.success());
 }

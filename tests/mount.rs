@@ -214,12 +214,7 @@ fn writes_are_refused_with_eacces_the_way_dovecot_understands() {
     let user = &host.users()[0];
     let m = Mount::start(&host.source_args(), &["--owner", "nobody"]);
     let root = m.mountpoint.join(user);
-    let msg = std::fs::read_dir(root.join("cur"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let msg = common::first_entry(&root.join("cur"));
     let q = |p: &Path| format!("'{}'", p.display());
     for (what, script) in [
         ("create in cur", format!("touch {}", q(&root.join("cur/x")))),
@@ -285,7 +280,7 @@ fn the_daemon_survives_truncation_and_rewrites_while_reading() {
         "5",
     ]);
     let user = host.users()[0].clone();
-    let inbox = host.path().join("var/spool/mail").join(&user);
+    let inbox = host.inbox(&user);
     let original = std::fs::read(&inbox).unwrap();
     let mut m = Mount::start(&host.source_args(), &["--recheck-ms", "50"]);
     let cur = m.mountpoint.join(&user).join("cur");
@@ -332,7 +327,7 @@ fn the_daemon_survives_truncation_and_rewrites_while_reading() {
         "--seed",
         "99",
     ]);
-    let replacement = std::fs::read(other.path().join("var/spool/mail").join(&user)).unwrap();
+    let replacement = std::fs::read(other.inbox(&user)).unwrap();
     for i in 0..20 {
         let f = std::fs::OpenOptions::new()
             .write(true)

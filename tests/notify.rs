@@ -44,11 +44,7 @@ fn ready_is_sent_once_mounted() {
     let mut buf = [0u8; 512];
     let got = socket.recv(&mut buf);
     let mounted = is_mounted(&mnt);
-    // SAFETY: signalling our own child.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    common::signal(child.id(), libc::SIGTERM);
     let status = child.wait().unwrap();
     let n = got.expect("no READY=1 within 20 s");
     let msg = String::from_utf8_lossy(&buf[..n]);

@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::mboxfs;
+use common::{HandHost, mboxfs};
 
 /// A one-user host whose folder lives in `~/mail/Sent`, as UW-IMAP users often had it.
-struct MailHost {
-    dir: tempfile::TempDir,
-}
+struct MailHost(HandHost);
 
 impl MailHost {
     fn make(inbox: &[u8], sent: &[u8]) -> MailHost {
@@ -17,42 +15,19 @@ impl MailHost {
             .prefix("mboxfs-options")
             .tempdir()
             .unwrap();
-        let p = dir.path();
-        std::fs::create_dir_all(p.join("spool")).unwrap();
-        std::fs::create_dir_all(p.join("home/u/mail")).unwrap();
-        std::fs::write(p.join("spool/u"), inbox).unwrap();
-        std::fs::write(p.join("home/u/mail/Sent"), sent).unwrap();
-        std::fs::write(p.join("userlist"), "u\n").unwrap();
-        std::fs::write(p.join("folderlist"), "u/mail/Sent\n").unwrap();
-        MailHost { dir }
+        let host = HandHost::new(dir, "spool", &["u"], "u/mail/Sent\n");
+        std::fs::create_dir_all(host.home("u").join("mail")).unwrap();
+        std::fs::write(host.inbox("u"), inbox).unwrap();
+        std::fs::write(host.home("u").join("mail/Sent"), sent).unwrap();
+        MailHost(host)
     }
 
     fn args(&self) -> Vec<String> {
-        let d = self.dir.path().display();
-        vec![
-            format!("--inbox={d}/spool/%u"),
-            format!("--home={d}/home/%u"),
-            format!("--userlist={d}/userlist"),
-            format!("--folderlist={d}/folderlist"),
-            "--timezone=UTC".into(),
-            "--trust-owners".into(),
-        ]
+        self.0.source_args_with(&["--trust-owners"])
     }
 
     fn plan(&self, extra: &[&str]) -> serde_json::Value {
-        let out = mboxfs()
-            .arg("plan")
-            .arg("--json")
-            .args(self.args())
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.code() == Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        common::plan_json(&self.args(), extra)
     }
 }
 

@@ -88,11 +88,7 @@ fn every_problem_is_named_and_the_exit_status_says_so() {
     std::fs::write(home.join("Trash"), b"*mbx*\r\n0000000000000000\r\n").unwrap();
     std::fs::write(home.join("notes"), b"Dear diary,\n").unwrap();
     std::fs::write(home.join("empty"), b"").unwrap();
-    std::os::unix::fs::symlink(
-        host.path().join("var/spool/mail").join(bob),
-        home.join("bobs-inbox"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(host.inbox(bob), home.join("bobs-inbox")).unwrap();
     let mut list = std::fs::read_to_string(host.path().join("folderlist")).unwrap();
     for f in ["Trash", "notes", "empty", "bobs-inbox", "missing"] {
         list += &format!("{alice}/{f}\n");

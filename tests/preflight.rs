@@ -80,14 +80,7 @@ fn plan(host: &Host, dest: &Path, json: bool) -> (Option<i32>, String) {
         .args(host.source_args())
         .output()
         .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.code(), common::text(&out))
 }
 
 fn check_line<'a>(text: &'a str, name: &str) -> &'a str {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use common::imap::Imap;
 
 #[test]
 fn the_preview_shows_every_users_mail_and_cleans_up() {
@@ -106,12 +106,9 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         for pid in &self.pids {
-            if let Ok(pid) = pid.parse::<i32>() {
-                // SAFETY: signalling the preview's processes, which this test started.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
+            if let Ok(pid) = pid.parse::<u32>() {
+                // The preview's processes, which this test started.
+                common::signal(pid, libc::SIGTERM);
                 for _ in 0..200 {
                     if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                         break;
@@ -134,35 +131,20 @@ impl Drop for Running {
 
 /// LOGIN, then one command; the tagged answers' first words (`OK`, `NO [NOPERM]`...).
 fn login(port: u16, user: &str, password: &str, then: Option<&str>) -> Vec<String> {
-    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
+    let mut c = Imap::connect(port);
     let mut out = Vec::new();
     let cmds = [
         Some(format!("LOGIN {user} {password}")),
         then.map(str::to_string),
     ];
-    for (i, c) in cmds.iter().flatten().enumerate() {
-        let tag = format!("p{i}");
-        w.write_all(format!("{tag} {c}\r\n").as_bytes()).unwrap();
-        loop {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            assert!(!line.is_empty());
-            if let Some(a) = line.strip_prefix(&format!("{tag} ")) {
-                let words: Vec<&str> = a.split(' ').collect();
-                let code = words
-                    .get(1)
-                    .is_some_and(|w| w.starts_with('[') && !w.starts_with("[CAPABILITY"));
-                let n = if code { 2 } else { 1 };
-                out.push(words[..n].join(" "));
-                break;
-            }
-        }
+    for cmd in cmds.iter().flatten() {
+        let (_, a) = c.cmd(cmd, None);
+        let words: Vec<&str> = a.split(' ').collect();
+        let code = words
+            .get(1)
+            .is_some_and(|w| w.starts_with('[') && !w.starts_with("[CAPABILITY"));
+        let n = if code { 2 } else { 1 };
+        out.push(words[..n].join(" "));
         if !out.last().unwrap().starts_with("OK") {
             break;
         }

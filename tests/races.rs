@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Mount, TestUsers, mboxfs};
+use common::{HandHost, Mount, TestUsers, mboxfs, run, text};
 
 const ALICE: &str = "mbxtest-alice";
 const BOB: &str = "mbxtest-bob";
@@ -149,14 +149,6 @@ fn chown(path: &Path, user: &str) {
     assert!(ok);
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Issue 10, hole 1: Alice swaps directories of her DEST tree (a folder, its `tmp/`, INBOX's
 /// `cur/`) with links to a directory of root's while root runs `materialize` again and again.
 /// Before the fix, the target became hers within 5 runs.
@@ -175,36 +167,21 @@ fn materialize_never_gives_away_what_a_swapped_link_points_to() {
         "7",
     ]);
     let p = host.path();
-    for (from, to) in [("user000", ALICE), ("user001", BOB)] {
-        std::fs::rename(
-            p.join("var/spool/mail").join(from),
-            p.join("var/spool/mail").join(to),
-        )
-        .unwrap();
-        std::fs::rename(p.join("home").join(from), p.join("home").join(to)).unwrap();
-        for file in ["userlist", "folderlist"] {
-            let t = std::fs::read_to_string(p.join(file))
-                .unwrap()
-                .replace(from, to);
-            std::fs::write(p.join(file), t).unwrap();
-        }
-        common::chown_tree(&p.join("var/spool/mail").join(to), to);
-        common::chown_tree(&p.join("home").join(to), to);
-    }
+    host.rename_user("user000", ALICE);
+    host.rename_user("user001", BOB);
     let dir = common::open_dir("mboxfs-race-dest");
     let dest = dir.path().join("d");
     // Her swaps change her tree after each run: without --revert-user-changes, the guard
     // (issue 13) would refuse every run after the first before writing anything.
-    let run = || {
-        mboxfs()
-            .arg("materialize")
-            .arg(&dest)
-            .args(host.source_args())
-            .arg("--revert-user-changes")
-            .output()
-            .unwrap()
+    let materialize = || {
+        run(
+            "materialize",
+            &dest,
+            &host.source_args(),
+            &["--revert-user-changes"],
+        )
     };
-    let out = run();
+    let out = materialize();
     assert!(out.status.success(), "{}", text(&out));
     // What she points her links at: a directory and a file of root's.
     let victim = dir.path().join("victim");
@@ -251,7 +228,7 @@ fn materialize_never_gives_away_what_a_swapped_link_points_to() {
     let started = Instant::now();
     let (mut runs, mut reported) = (0, 0);
     while started.elapsed() < RACE || runs < 50 {
-        let out = run();
+        let out = materialize();
         runs += 1;
         // Exit 0, or 1 with the swap reported; never a crash.
         assert!(
@@ -287,14 +264,9 @@ fn materialize_never_gives_away_what_a_swapped_link_points_to() {
     ] {
         std::fs::remove_file(mine.join(link)).unwrap();
     }
-    let out = run();
+    let out = materialize();
     assert!(out.status.success(), "{}", text(&out));
-    let out = mboxfs()
-        .arg("verify")
-        .arg(&dest)
-        .args(host.source_args())
-        .output()
-        .unwrap();
+    let out = run("verify", &dest, &host.source_args(), &[]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -337,8 +309,7 @@ fn the_mount_never_serves_another_users_mail_through_a_swapped_link() {
     let minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);
     let write = |path: &Path, bytes: &[u8], user: &str| {
         std::fs::write(path, bytes).unwrap();
-        let f = std::fs::File::options().write(true).open(path).unwrap();
-        f.set_modified(minute_ago).unwrap();
+        common::set_mtime(path, minute_ago);
         chown(path, user);
     };
     write(&spool.join(BOB), &mbox(marker, 1_000_000, 20, 3), BOB);
@@ -353,14 +324,9 @@ fn the_mount_never_serves_another_users_mail_through_a_swapped_link() {
     common::chown_tree(&home, ALICE);
     std::fs::write(d.join("userlist"), format!("{ALICE}\n{BOB}\n")).unwrap();
     std::fs::write(d.join("folderlist"), format!("{ALICE}/x/{BOB}\n")).unwrap();
-    let args = vec![
-        format!("--inbox={}/%u", spool.display()),
-        format!("--home={}/home/%u", d.display()),
-        format!("--userlist={}/userlist", d.display()),
-        format!("--folderlist={}/folderlist", d.display()),
-        "--timezone=UTC".to_string(),
-        "--trust-owners".to_string(),
-    ];
+    // Bob has no home here: not a HandHost, which makes one for every user.
+    let mut args = common::source_args_at(d, "spool");
+    args.push("--trust-owners".to_string());
     // The folder is looked at again every 20 ms: a thousand chances for the race in 20 s, each
     // followed by enough time to read what was indexed.
     let m = Mount::start(&args, &["--recheck-ms", "20"]);
@@ -419,13 +385,14 @@ fn the_mount_never_serves_another_users_mail_through_a_swapped_link() {
 #[test]
 fn a_source_replaced_while_it_is_copied_is_copied_whole_or_failed() {
     common::require_root_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::create_dir_all(d.join("spool")).unwrap();
-    std::fs::create_dir_all(d.join("home/mbxrace")).unwrap();
-    std::fs::write(d.join("userlist"), "mbxrace\n").unwrap();
-    std::fs::write(d.join("folderlist"), "mbxrace/box\n").unwrap();
-    std::fs::write(d.join("spool/mbxrace"), mbox("INBOX", 1_000, 100, 1500)).unwrap();
+    let host = HandHost::new(
+        tempfile::tempdir().unwrap(),
+        "spool",
+        &["mbxrace"],
+        "mbxrace/box\n",
+    );
+    let d = host.path();
+    std::fs::write(host.inbox("mbxrace"), mbox("INBOX", 1_000, 100, 1500)).unwrap();
     // The new file is the longer: copied by the old file's index, it gives slices, not errors.
     let (a, b) = (
         mbox("AAAA", 1_100_000, 60, 1500),
@@ -433,13 +400,7 @@ fn a_source_replaced_while_it_is_copied_is_copied_whole_or_failed() {
     );
     let source = d.join("home/mbxrace/box");
     let next = d.join("home/mbxrace/.next");
-    let args = vec![
-        format!("--inbox={}/spool/%u", d.display()),
-        format!("--home={}/home/%u", d.display()),
-        format!("--userlist={}/userlist", d.display()),
-        format!("--folderlist={}/folderlist", d.display()),
-        "--timezone=UTC".to_string(),
-    ];
+    let args = host.source_args();
     let materialize = |dest: &Path| {
         mboxfs()
             .arg("materialize")
@@ -516,12 +477,7 @@ fn a_source_replaced_while_it_is_copied_is_copied_whole_or_failed() {
         }
         let out = materialize(&dest).wait_with_output().unwrap();
         assert!(out.status.success(), "{}", text(&out));
-        let out = mboxfs()
-            .arg("verify")
-            .arg(&dest)
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = run("verify", &dest, &args, &[]);
         assert!(out.status.success(), "run {i}: {}", text(&out));
         std::fs::remove_dir_all(&dest).unwrap();
     }

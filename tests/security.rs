@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Dovecot, Host, Mount, TestUsers, as_user, mboxfs};
+use common::{Dovecot, HandHost, Host, Mount, TestUsers, as_user, first_entry, mboxfs, run, text};
 
 const ALICE: &str = "mbxtest-alice";
 const BOB: &str = "mbxtest-bob";
@@ -26,25 +26,11 @@ fn two_user_host() -> (Host, TestUsers) {
         "61",
     ]);
     let p = host.path();
-    for (from, to) in [("user000", ALICE), ("user001", BOB)] {
-        std::fs::rename(
-            p.join("var/spool/mail").join(from),
-            p.join("var/spool/mail").join(to),
-        )
-        .unwrap();
-        std::fs::rename(p.join("home").join(from), p.join("home").join(to)).unwrap();
-        for file in ["userlist", "folderlist", "manifest.jsonl"] {
-            let text = std::fs::read_to_string(p.join(file))
-                .unwrap()
-                .replace(from, to);
-            std::fs::write(p.join(file), text).unwrap();
-        }
-        common::chown_tree(&p.join("var/spool/mail").join(to), to);
-        common::chown_tree(&p.join("home").join(to), to);
-    }
+    host.rename_user("user000", ALICE);
+    host.rename_user("user001", BOB);
     // Alice left a trap in her home: a link to Bob's inbox.
     std::os::unix::fs::symlink(
-        p.join("var/spool/mail").join(BOB),
+        host.inbox(BOB),
         p.join("home").join(ALICE).join("bobs-mail"),
     )
     .unwrap();
@@ -88,12 +74,7 @@ fn one_user_cannot_read_anothers_mail() {
     );
     // The refused link is not followed into a folder.
     assert!(!a.join(".bobs-mail").exists());
-    let bob_msg = std::fs::read_dir(b.join("cur"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let bob_msg = first_entry(&b.join("cur"));
     // Alice reads her own mail...
     let (ok, err) = as_user(
         ALICE,
@@ -144,12 +125,7 @@ fn materialize_writes_the_same_ownership() {
     let (host, _users) = two_user_host();
     let dir = common::open_dir("mboxfs-owners");
     let dest = dir.path().join("d");
-    let out = mboxfs()
-        .arg("materialize")
-        .arg(&dest)
-        .args(host.source_args())
-        .output()
-        .unwrap();
+    let out = run("materialize", &dest, &host.source_args(), &[]);
     // One folder (the trap) is refused: the run says so, and writes the rest.
     assert_eq!(
         out.status.code(),
@@ -164,12 +140,7 @@ fn materialize_writes_the_same_ownership() {
     ] {
         let md = std::fs::metadata(dest.join(user)).unwrap();
         assert_eq!((md.uid(), md.mode() & 0o777), (uid, 0o700));
-        let f = std::fs::read_dir(dest.join(user).join("cur"))
-            .unwrap()
-            .flatten()
-            .next()
-            .unwrap()
-            .path();
+        let f = first_entry(&dest.join(user).join("cur"));
         let md = std::fs::metadata(&f).unwrap();
         assert_eq!((md.uid(), md.mode() & 0o777), (uid, 0o600));
     }
@@ -178,29 +149,14 @@ fn materialize_writes_the_same_ownership() {
     assert!(!ok && err.contains("Permission denied"), "{err}");
     // Alice puts a link to Bob's mail in place of one of her messages: verify reports it and
     // does not follow it.
-    let bobs = std::fs::read_dir(dest.join(BOB).join("cur"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let mine = std::fs::read_dir(dest.join(ALICE).join("cur"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let bobs = first_entry(&dest.join(BOB).join("cur"));
+    let mine = first_entry(&dest.join(ALICE).join("cur"));
     let (ok, err) = as_user(
         ALICE,
         &format!("rm {0} && ln -s {1} {0}", q(&mine), q(&bobs)),
     );
     assert!(ok, "{err}");
-    let out = mboxfs()
-        .arg("verify")
-        .arg(&dest)
-        .args(host.source_args())
-        .output()
-        .unwrap();
+    let out = run("verify", &dest, &host.source_args(), &[]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
     let name = mine.file_name().unwrap().to_string_lossy();
@@ -213,13 +169,12 @@ fn materialize_writes_the_same_ownership() {
     // The next run puts her message back; the link is replaced, never followed. (She changed
     // her tree since the last run: the guard of issue 13 refuses unless told to revert it.)
     let bob_before = std::fs::read(&bobs).unwrap();
-    let out = mboxfs()
-        .arg("materialize")
-        .arg(&dest)
-        .args(host.source_args())
-        .arg("--revert-user-changes")
-        .output()
-        .unwrap();
+    let out = run(
+        "materialize",
+        &dest,
+        &host.source_args(),
+        &["--revert-user-changes"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(std::fs::symlink_metadata(&mine).unwrap().is_file());
     assert_eq!(std::fs::read(&bobs).unwrap(), bob_before);
@@ -231,40 +186,23 @@ fn materialize_writes_the_same_ownership() {
 
 /// A host for one user (`mbxtest-alice`, real) with an inbox and no folders, in a directory she
 /// can reach.
-fn alice_host() -> (tempfile::TempDir, Vec<String>) {
-    let dir = common::open_dir("mboxfs-alice");
-    let d = dir.path();
-    std::fs::create_dir_all(d.join("spool")).unwrap();
-    std::fs::create_dir_all(d.join("home").join(ALICE)).unwrap();
+fn alice_host() -> HandHost {
+    let host = HandHost::new(common::open_dir("mboxfs-alice"), "spool", &[ALICE], "");
     std::fs::write(
-        d.join("spool").join(ALICE),
+        host.inbox(ALICE),
         "From a@example.org Wed Dec  2 05:53:22 1992\nSubject: hi\n\nhello\n",
     )
     .unwrap();
-    common::chown_tree(&d.join("spool").join(ALICE), ALICE);
-    common::chown_tree(&d.join("home").join(ALICE), ALICE);
-    std::fs::write(d.join("userlist"), format!("{ALICE}\n")).unwrap();
-    std::fs::write(d.join("folderlist"), "").unwrap();
-    let args = vec![
-        format!("--inbox={}/spool/%u", d.display()),
-        format!("--home={}/home/%u", d.display()),
-        format!("--userlist={}/userlist", d.display()),
-        format!("--folderlist={}/folderlist", d.display()),
-        "--timezone=UTC".to_string(),
-    ];
-    (dir, args)
+    common::chown_tree(&host.inbox(ALICE), ALICE);
+    common::chown_tree(&host.home(ALICE), ALICE);
+    host
 }
 
 /// Runs mboxfs with `args`; returns the exit code, all it printed, and how long it took.
 fn timed(args: &[&str], source: &[String]) -> (Option<i32>, String, Duration) {
     let t = Instant::now();
     let out = mboxfs().args(args).args(source).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text, t.elapsed())
+    (out.status.code(), text(&out), t.elapsed())
 }
 
 /// Issue 10, hole 3: `~/.mailboxlist` as a link to a root-only file, to /dev/zero, or a FIFO;
@@ -274,12 +212,13 @@ fn timed(args: &[&str], source: &[String]) -> (Option<i32>, String, Duration) {
 fn control_inputs_are_refused_at_once_and_never_shown() {
     common::require_root_and_tools(&["setpriv"]);
     let _users = TestUsers::hold(&[ALICE]);
-    let (dir, args) = alice_host();
-    let secret = dir.path().join("secret");
+    let host = alice_host();
+    let (d, args) = (host.path(), host.source_args());
+    let secret = d.join("secret");
     std::fs::write(&secret, "root:$y$SECRET-HASH:19000:0:99999:7:::\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let list = dir.path().join("home").join(ALICE).join(".mailboxlist");
-    let dest = dir.path().join("dest");
+    let list = d.join("home").join(ALICE).join(".mailboxlist");
+    let dest = d.join("dest");
     for (what, make, why) in [
         (
             "a link to a root-only file",
@@ -320,7 +259,7 @@ fn control_inputs_are_refused_at_once_and_never_shown() {
         );
     }
     // The admin's lists: a device or a FIFO is refused at once, by name and reason.
-    let fifo = dir.path().join("fifo");
+    let fifo = d.join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     for (flag, file, why) in [
         ("--userlist", Path::new("/dev/zero"), "is a device"),
@@ -342,7 +281,7 @@ fn control_inputs_are_refused_at_once_and_never_shown() {
         );
     }
     // The home itself is not a folder.
-    std::fs::write(dir.path().join("folderlist"), format!("{ALICE}/.\n")).unwrap();
+    std::fs::write(d.join("folderlist"), format!("{ALICE}/.\n")).unwrap();
     let (code, text, _) = timed(&["plan"], &args);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("names the home itself"), "{text}");
@@ -354,14 +293,18 @@ fn control_inputs_are_refused_at_once_and_never_shown() {
 #[test]
 fn a_folder_refused_is_refused_alone() {
     common::require_root_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
     let mbox = "From a@example.org Wed Dec  2 05:53:22 1992\nSubject: hi\n\nhello\n";
     let (long_a, long_b) = ("a".repeat(200), "b".repeat(100));
+    let host = HandHost::new(
+        tempfile::tempdir().unwrap(),
+        "spool",
+        &["mbxlong1", "mbxlong2"],
+        &format!("mbxlong1/mail/{long_a}/{long_b}\nmbxlong1/mail/Sent\nmbxlong1/mail/Work/box\n"),
+    );
+    let d = host.path();
     for u in ["mbxlong1", "mbxlong2"] {
-        std::fs::create_dir_all(d.join("home").join(u).join("mail")).unwrap();
-        std::fs::create_dir_all(d.join("spool")).unwrap();
-        std::fs::write(d.join("spool").join(u), mbox).unwrap();
+        std::fs::create_dir_all(host.home(u).join("mail")).unwrap();
+        std::fs::write(host.inbox(u), mbox).unwrap();
     }
     let home = d.join("home/mbxlong1");
     std::fs::create_dir_all(home.join("mail").join(&long_a)).unwrap();
@@ -371,28 +314,12 @@ fn a_folder_refused_is_refused_alone() {
     std::fs::write(d.join("elsewhere/box"), mbox).unwrap();
     std::os::unix::fs::symlink(d.join("elsewhere"), home.join("mail/Work")).unwrap();
     std::fs::write(home.join(".mailboxlist"), "mail/Sent\nmail/Work/box\n").unwrap();
-    std::fs::write(d.join("userlist"), "mbxlong1\nmbxlong2\n").unwrap();
-    std::fs::write(
-        d.join("folderlist"),
-        format!("mbxlong1/mail/{long_a}/{long_b}\nmbxlong1/mail/Sent\nmbxlong1/mail/Work/box\n"),
-    )
-    .unwrap();
     // Not being written: no last message is held back.
     let minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);
     for u in ["mbxlong1", "mbxlong2"] {
-        let f = std::fs::File::options()
-            .write(true)
-            .open(d.join("spool").join(u))
-            .unwrap();
-        f.set_modified(minute_ago).unwrap();
+        common::set_mtime(&host.inbox(u), minute_ago);
     }
-    let args = vec![
-        format!("--inbox={}/spool/%u", d.display()),
-        format!("--home={}/home/%u", d.display()),
-        format!("--userlist={}/userlist", d.display()),
-        format!("--folderlist={}/folderlist", d.display()),
-        "--timezone=UTC".to_string(),
-    ];
+    let args = host.source_args();
     let (code, text, _) = timed(&["plan"], &args);
     assert_eq!(code, Some(1), "{text}");
     assert!(
@@ -409,13 +336,18 @@ fn a_folder_refused_is_refused_alone() {
     let (code, text, _) = timed(&["materialize", dest.to_str().unwrap()], &args);
     assert_eq!(code, Some(1), "{text}");
     assert_eq!(text.matches("FAILED").count(), 2, "{text}");
-    let mut folders: Vec<String> = std::fs::read_dir(dest.join("mbxlong1"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    folders.sort();
+    // A user's folders: the names starting with a dot, sorted.
+    let folders_of = |user_dir: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(user_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    };
+    let folders = folders_of(&dest.join("mbxlong1"));
     // `.mail` is the parent of `.mail.Sent`; `.mail.Work` would have had only refused children.
     assert_eq!(folders, [".mail", ".mail.Sent"]);
     assert_eq!(
@@ -425,13 +357,7 @@ fn a_folder_refused_is_refused_alone() {
     assert!(dest.join("mbxlong2/cur").is_dir());
     // The mount serves both users, without the refused folders.
     let mut m = Mount::start(&args, &[]);
-    let mut shown: Vec<String> = std::fs::read_dir(m.mountpoint.join("mbxlong1"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    shown.sort();
+    let shown = folders_of(&m.mountpoint.join("mbxlong1"));
     assert_eq!(shown, [".mail", ".mail.Sent"]);
     assert_eq!(
         std::fs::read_dir(m.mountpoint.join("mbxlong2/new"))
@@ -456,12 +382,7 @@ fn bad_lists_stop_the_mount_before_anything_is_mounted() {
     let host = Host::make(&["--users", "1", "--folders", "1", "--messages", "3"]);
     std::fs::write(host.path().join("userlist"), "user000\nroot:x:0\nuser000\n").unwrap();
     let mnt = tempfile::tempdir().unwrap();
-    let out = mboxfs()
-        .arg("mount")
-        .arg(mnt.path())
-        .args(host.source_args())
-        .output()
-        .unwrap();
+    let out = run("mount", mnt.path(), &host.source_args(), &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -556,12 +477,8 @@ fn plan_reads_every_real_corpus_file_with_a_reason_for_each_refusal() {
 #[test]
 fn a_sparse_mbox_over_4_gib_serves_its_last_message() {
     common::require_root_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("spool")).unwrap();
-    std::fs::create_dir_all(dir.path().join("home/big")).unwrap();
-    std::fs::write(dir.path().join("userlist"), "big\n").unwrap();
-    std::fs::write(dir.path().join("folderlist"), "").unwrap();
-    let inbox = dir.path().join("spool/big");
+    let host = HandHost::new(tempfile::tempdir().unwrap(), "spool", &["big"], "");
+    let inbox = host.inbox("big");
     let first = b"From a@example.org Mon Jan  1 00:00:00 2001\nSubject: a hole\nStatus: RO\n\n";
     let last = b"\n\nFrom b@example.org Mon Jan  1 00:00:01 2001\nSubject: the last\nX-UID: 2\nStatus: O\n\nthe end\n\n";
     let hole_end: u64 = (4u64 << 30) + 12345;
@@ -573,25 +490,8 @@ fn a_sparse_mbox_over_4_gib_serves_its_last_message() {
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         f.set_modified(past).unwrap();
     }
-    let args = vec![
-        format!("--inbox={}/spool/%u", dir.path().display()),
-        format!("--home={}/home/%u", dir.path().display()),
-        format!("--userlist={}/userlist", dir.path().display()),
-        format!("--folderlist={}/folderlist", dir.path().display()),
-        "--timezone=UTC".to_string(),
-    ];
-    let out = mboxfs()
-        .arg("plan")
-        .arg("--json")
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = host.source_args();
+    let plan = common::plan_json(&args, &[]);
     assert_eq!(plan["users"][0]["folders"][0]["messages"], 2);
     let m = Mount::start(&args, &[]);
     let mut names: Vec<_> = std::fs::read_dir(m.mountpoint.join("big/cur"))

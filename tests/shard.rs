@@ -5,22 +5,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Host, mboxfs};
+use common::{Host, mboxfs, run};
 
 fn plan_users(host: &Host, extra: &[&str]) -> BTreeSet<String> {
-    let out = mboxfs()
-        .arg("plan")
-        .arg("--json")
-        .args(host.source_args())
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::plan_json(&host.source_args(), extra);
     v["users"]
         .as_array()
         .unwrap()
@@ -60,13 +48,12 @@ fn shards_split_users_and_add_up_to_the_whole() {
     let dir = common::open_dir("mboxfs-shard");
     let dest = dir.path().join("mail2");
     for k in 1..=2 {
-        let out = mboxfs()
-            .arg("materialize")
-            .arg(&dest)
-            .args(host.source_args())
-            .args(["--shard", &format!("{k}/2")])
-            .output()
-            .unwrap();
+        let out = run(
+            "materialize",
+            &dest,
+            &host.source_args(),
+            &["--shard", &format!("{k}/2")],
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -79,12 +66,7 @@ fn shards_split_users_and_add_up_to_the_whole() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = mboxfs()
-        .arg("verify")
-        .arg(&dest)
-        .args(host.source_args())
-        .output()
-        .unwrap();
+    let out = run("verify", &dest, &host.source_args(), &[]);
     assert!(
         out.status.success(),
         "{}",

@@ -29,56 +29,15 @@ use mboxfs::scan::Unquote;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 
-/// Compiles a C helper against UW's c-client into the target directory (once per process, and
-/// again when its source is newer).
-fn build_c(src: &Path, name: &str) -> PathBuf {
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let fresh = || -> Option<bool> {
-        let built = std::fs::metadata(&out).ok()?.modified().ok()?;
-        let source = std::fs::metadata(src).ok()?.modified().ok()?;
-        Some(built >= source)
-    };
-    if fresh() == Some(true) {
-        return out;
-    }
-    assert!(
-        Path::new("/usr/include/c-client/c-client.h").is_file(),
-        "UW's c-client library is missing: apt-get install libc-client2007e-dev"
-    );
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
-    let run = std::process::Command::new("cc")
-        .args([
-            "-O2",
-            "-Wall",
-            "-Wno-pointer-sign",
-            "-I/usr/include/c-client",
-            "-o",
-        ])
-        .arg(&tmp)
-        .arg(src)
-        .arg("-lc-client")
-        .output()
-        .expect("cc");
-    assert!(
-        run.status.success(),
-        "building {name} from {} failed:\n{}",
-        src.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    std::fs::rename(&tmp, &out).unwrap();
-    out
-}
-
 fn uwconvert() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| build_c(&common::shared().join("tools/uw/uwconvert.c"), "uwconvert"))
+    BUILT.get_or_init(|| uw::build_c(&common::shared().join("tools/uw/uwconvert.c"), "uwconvert"))
 }
 
 fn uwmodify() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        build_c(
+        uw::build_c(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/uw/uwmodify.c"),
             "uwmodify",
         )
@@ -125,12 +84,7 @@ fn mf_reading(data: &[u8], mtime: SystemTime, work: &Path) -> Result<MfReading, 
         .unwrap();
     let path = dir.path().join("folder");
     std::fs::write(&path, data).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    common::set_mtime(&path, mtime);
     let mut opts = IndexOptions {
         tz: jiff::tz::TimeZone::UTC,
         unquote: Unquote::None,
@@ -356,7 +310,7 @@ fn conversions_of_a_mkcorpus_host_read_as_c_client_reads_them() {
     let mut sources: Vec<(PathBuf, &str)> = Vec::new();
     for (k, user) in users.iter().enumerate() {
         let store = if k < 2 { "mbx" } else { "mmdf" };
-        sources.push((host.path().join("var/spool/mail").join(user), store));
+        sources.push((host.inbox(user), store));
     }
     for line in std::fs::read_to_string(host.path().join("folderlist"))
         .unwrap()
@@ -383,12 +337,7 @@ fn conversions_of_a_mkcorpus_host_read_as_c_client_reads_them() {
         messages += c.messages;
         std::fs::write(checked.join(format!("f{i:02}.{store}")), &converted).unwrap();
         std::fs::write(path, &converted).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(minute_ago)
-            .unwrap();
+        common::set_mtime(path, minute_ago);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(messages, host.manifest().len());
@@ -396,18 +345,7 @@ fn conversions_of_a_mkcorpus_host_read_as_c_client_reads_them() {
     eprintln!("uw_check.py --drivers uw, a mkcorpus host as mbx and MMDF: {last}");
 
     // The whole host through the binary: plan names each store; materialize and verify agree.
-    let out = common::mboxfs()
-        .arg("plan")
-        .arg("--json")
-        .args(host.source_args())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = common::plan_json(&host.source_args(), &[]);
     assert_eq!(plan["totals"]["errors"], 0, "{plan:#}");
     assert_eq!(plan["totals"]["messages"], host.manifest().len());
     for (k, u) in plan["users"].as_array().unwrap().iter().enumerate() {
@@ -433,18 +371,8 @@ fn conversions_of_a_mkcorpus_host_read_as_c_client_reads_them() {
     );
     let dest = work.path().join("dest");
     for cmd in ["materialize", "verify"] {
-        let out = common::mboxfs()
-            .arg(cmd)
-            .arg(&dest)
-            .args(host.source_args())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::run(cmd, &dest, &host.source_args(), &[]);
+        assert!(out.status.success(), "{cmd}: {}", common::text(&out));
     }
     eprintln!("in {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -732,20 +660,9 @@ for box in sys.argv[3:]:
     print(' '.join(line))
 m.logout()
 "#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(port.to_string())
-        .arg(user)
-        .args(folders)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let port = port.to_string();
+    let args = [&[port.as_str(), user], folders].concat();
+    common::python_with(script, &args)
         .lines()
         .map(|l| {
             let mut words = l.split(' ');
@@ -775,18 +692,17 @@ fn until_dovecot_shows_cclients(
 ) -> Vec<ImapFolder> {
     let want: Vec<ImapFolder> = folders.iter().map(|(_, p)| cclient_view(p, work)).collect();
     let names: Vec<&str> = folders.iter().map(|(n, _)| *n).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let got = dovecot_view(port, user, &names);
-        if got == want {
-            return got;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Dovecot shows {got:?}\nc-client shows {want:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let got = std::cell::RefCell::new(Vec::new());
+    common::wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(300),
+        || {
+            *got.borrow_mut() = dovecot_view(port, user, &names);
+            *got.borrow() == want
+        },
+        || format!("Dovecot shows {:?}\nc-client shows {want:?}", got.borrow()),
+    );
+    got.into_inner()
 }
 
 #[test]
@@ -807,7 +723,7 @@ fn dovecot_serves_mbx_and_mmdf_with_c_clients_uids_and_follows_its_changes() {
         .tempdir()
         .unwrap();
     let user = host.users()[0].clone();
-    let inbox = host.path().join("var/spool/mail").join(&user);
+    let inbox = host.inbox(&user);
     let list = std::fs::read_to_string(host.path().join("folderlist")).unwrap();
     let name = list
         .lines()
@@ -825,12 +741,7 @@ fn dovecot_serves_mbx_and_mmdf_with_c_clients_uids_and_follows_its_changes() {
         let converted = convert(&std::fs::read(path).unwrap(), store, work.path()).unwrap();
         std::fs::write(path, converted).unwrap();
         modify(path, &["open"]);
-        std::fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(minute_ago)
-            .unwrap();
+        common::set_mtime(path, minute_ago);
     }
     let imap_name = mboxfs::names::mutf7_encode(&name);
     let boxes = [
@@ -1020,12 +931,7 @@ fn damaged_mbx_files_are_refused_with_the_reason_and_the_file() {
             &serde_json::json!(10)
         )
     );
-    let out = common::mboxfs()
-        .arg("materialize")
-        .arg(d.join("dest"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = common::run("materialize", &d.join("dest"), &args, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -1053,13 +959,8 @@ fn damaged_mbx_files_are_refused_with_the_reason_and_the_file() {
 #[test]
 fn mmdf_messages_dated_by_the_file_keep_their_uids_in_the_mount() {
     common::require_root_and_tools(&[]);
-    let dir = common::open_dir("mboxfs-stores");
-    let d = dir.path();
-    std::fs::create_dir_all(d.join("spool")).unwrap();
-    std::fs::create_dir_all(d.join("home/alice")).unwrap();
-    std::fs::write(d.join("userlist"), "alice\n").unwrap();
-    std::fs::write(d.join("folderlist"), "").unwrap();
-    let inbox = d.join("spool/alice");
+    let host = common::HandHost::new(common::open_dir("mboxfs-stores"), "spool", &["alice"], "");
+    let inbox = host.inbox("alice");
     let sep = "\x01\x01\x01\x01\n";
     std::fs::write(
         &inbox,
@@ -1069,24 +970,9 @@ fn mmdf_messages_dated_by_the_file_keep_their_uids_in_the_mount() {
         ),
     )
     .unwrap();
-    let set_mtime = |t: SystemTime| {
-        std::fs::File::options()
-            .write(true)
-            .open(&inbox)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
-    };
     let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-    set_mtime(hour_ago);
-    let args = [
-        format!("--inbox={}/spool/%u", d.display()),
-        format!("--home={}/home/%u", d.display()),
-        format!("--userlist={}/userlist", d.display()),
-        format!("--folderlist={}/folderlist", d.display()),
-        "--timezone=UTC".to_string(),
-        "--trust-owners".to_string(),
-    ];
+    common::set_mtime(&inbox, hour_ago);
+    let args = host.source_args_with(&["--trust-owners"]);
     let m = common::Mount::start(&args, &["--recheck-ms", "100"]);
     let uidlist = m.mountpoint.join("alice/dovecot-uidlist");
     let read = || -> Vec<(u32, i64)> {
@@ -1116,11 +1002,12 @@ fn mmdf_messages_dated_by_the_file_keep_their_uids_in_the_mount() {
     std::io::Write::write_all(&mut f, format!("{sep}Subject: c\n\nc\n{sep}").as_bytes()).unwrap();
     drop(f);
     let now = secs(std::fs::metadata(&inbox).unwrap().modified().unwrap());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while read().len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", read());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || read().len() >= 3,
+        || format!("{:?}", read()),
+    );
     assert_eq!(read(), [(3, now), (4, now), (11, now)]);
     assert!(
         std::fs::read_to_string(&uidlist)

@@ -11,19 +11,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Dovecot, Mount};
+use common::{Dovecot, HandHost, Mount, python, run};
 
 /// A small host: alice's inbox and one folder, written by hand.
-fn host() -> tempfile::TempDir {
+fn host() -> HandHost {
     let d = tempfile::Builder::new()
         .prefix("mboxfs-writable")
         .tempdir()
         .unwrap();
-    let p = d.path();
-    std::fs::create_dir_all(p.join("spool")).unwrap();
+    let h = HandHost::new(d, "spool", &["alice"], "alice/mail/Archive\n");
+    let p = h.path();
     std::fs::create_dir_all(p.join("home/alice/mail")).unwrap();
-    std::fs::write(p.join("userlist"), "alice\n").unwrap();
-    std::fs::write(p.join("folderlist"), "alice/mail/Archive\n").unwrap();
     let msg = |k: u32, day: u32, status: &str, uid: u32, base: bool| {
         format!(
             "From sender{k}@example.org Mon Jan {day:2} 10:00:00 2004\n{}Subject: message {k}\nMessage-ID: <m{k}@example.org>\nStatus: {status}\nX-UID: {uid}\n\nbody of message {k}\n\n",
@@ -44,27 +42,13 @@ fn host() -> tempfile::TempDir {
     std::fs::write(p.join("home/alice/mail/Archive"), archive).unwrap();
     let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     for f in ["spool/alice", "home/alice/mail/Archive"] {
-        std::fs::File::options()
-            .write(true)
-            .open(p.join(f))
-            .unwrap()
-            .set_modified(hour_ago)
-            .unwrap();
+        common::set_mtime(&p.join(f), hour_ago);
     }
-    d
+    h
 }
 
-fn args(p: &Path) -> Vec<String> {
-    let d = p.display();
-    vec![
-        format!("--inbox={d}/spool/%u"),
-        format!("--home={d}/home/%u"),
-        format!("--userlist={d}/userlist"),
-        format!("--folderlist={d}/folderlist"),
-        "--timezone=UTC".into(),
-        "--trust-owners".into(),
-        "--strip-prefix=".into(),
-    ]
+fn args(h: &HandHost) -> Vec<String> {
+    h.source_args_with(&["--trust-owners", "--strip-prefix="])
 }
 
 /// (sha256, size, mtime, inode) of each source file.
@@ -81,21 +65,6 @@ fn sources(p: &Path) -> BTreeMap<String, (String, u64, i64, u64)> {
             )
         })
         .collect()
-}
-
-fn python(script: &str) -> String {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Every folder with, per message: UID, flags, INTERNALDATE and a hash of its bytes.
@@ -137,7 +106,7 @@ fn testers_change_mail_and_the_mbox_files_stay_untouched() {
     let h = host();
     let before = sources(h.path());
     let extra = ["--owner", "nobody", "--writable", "--recheck-ms", "100"];
-    let mut m = Mount::start(&args(h.path()), &extra);
+    let mut m = Mount::start(&args(&h), &extra);
     let dovecot = Dovecot::for_nobody(
         &format!("maildir:{}/%u", m.mountpoint.display()),
         "namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =\n}\n",
@@ -210,7 +179,7 @@ m.logout()
 
     // A new login, then a remount: the same.
     assert_eq!(python(&state_script(port)), first);
-    m.remount(&args(h.path()), &extra);
+    m.remount(&args(&h), &extra);
     assert_eq!(python(&state_script(port)), first, "after a remount");
 
     // New mail delivered to the mbox underneath arrives next to the changes.
@@ -255,23 +224,13 @@ m.logout()
 
     // The final copy comes from the sources alone.
     let dest = tempfile::tempdir().unwrap();
-    let st = common::mboxfs()
-        .arg("materialize")
-        .arg(dest.path().join("mail"))
-        .args(args(h.path()))
-        .output()
-        .unwrap();
+    let st = run("materialize", &dest.path().join("mail"), &args(&h), &[]);
     assert!(
         st.status.success(),
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let v = common::mboxfs()
-        .arg("verify")
-        .arg(dest.path().join("mail"))
-        .args(args(h.path()))
-        .output()
-        .unwrap();
+    let v = run("verify", &dest.path().join("mail"), &args(&h), &[]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     let count = |d: &str| {
         ["cur", "new"]
@@ -292,7 +251,7 @@ fn changes_are_counted_and_thrown_away_on_request() {
     common::require_root_and_tools(&["dovecot", "python3"]);
     let h = host();
     let extra = ["--owner", "nobody", "--writable"];
-    let mut m = Mount::start(&args(h.path()), &extra);
+    let mut m = Mount::start(&args(&h), &extra);
     let dovecot = Dovecot::for_nobody(
         &format!("maildir:{}/%u", m.mountpoint.display()),
         "namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =\n}\n",
@@ -322,7 +281,7 @@ m.logout()
         .arg(&m.mountpoint)
         .arg("--state-dir")
         .arg(&state)
-        .args(args(h.path()))
+        .args(args(&h))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -335,7 +294,7 @@ m.logout()
     let out = common::mboxfs()
         .args(["plan", "--state-dir"])
         .arg(&state)
-        .args(args(h.path()))
+        .args(args(&h))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -357,7 +316,7 @@ m.logout()
         "{text}"
     );
     // The read-only view is back, with a new UIDVALIDITY where things were undone.
-    m.remount(&args(h.path()), &["--owner", "nobody"]);
+    m.remount(&args(&h), &["--owner", "nobody"]);
     let dovecot = Dovecot::for_nobody(
         &format!("maildir:{}/%u", m.mountpoint.display()),
         "namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =\n}\n",
@@ -376,7 +335,7 @@ fn what_a_user_may_write_into_the_state_directory_is_bounded() {
     common::require_root_and_tools(&["dovecot", "python3"]);
     let h = host();
     let extra = ["--owner", "nobody", "--writable", "--state-quota", "400K"];
-    let m = Mount::start(&args(h.path()), &extra);
+    let m = Mount::start(&args(&h), &extra);
     let dovecot = Dovecot::for_nobody(
         &format!("maildir:{}/%u", m.mountpoint.display()),
         "namespace inbox {\n  inbox = yes\n  separator = /\n  prefix =\n}\n",

@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod imap;
 pub mod uw;
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The team's shared directory (tools and corpora): `$MBOXFS_SHARED`, else `../shared` next to
 /// the checkout, else `/work/shared`.
@@ -89,19 +91,14 @@ impl Host {
         assert!(status.success(), "mkcorpus.py failed");
         // A real spool is not being written the moment it is mounted: date the files a minute
         // back, so that no last message is held back as possibly incomplete.
-        let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        let minute_ago = SystemTime::now() - Duration::from_secs(60);
         let mut stack = vec![dir.path().to_path_buf()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap().flatten() {
                 if e.file_type().unwrap().is_dir() {
                     stack.push(e.path());
                 } else {
-                    std::fs::File::options()
-                        .write(true)
-                        .open(e.path())
-                        .unwrap()
-                        .set_modified(minute_ago)
-                        .unwrap();
+                    set_mtime(&e.path(), minute_ago);
                 }
             }
         }
@@ -114,14 +111,29 @@ impl Host {
 
     /// The source options that point mboxfs at this host.
     pub fn source_args(&self) -> Vec<String> {
-        let d = self.path().display();
-        vec![
-            format!("--inbox={d}/var/spool/mail/%u"),
-            format!("--home={d}/home/%u"),
-            format!("--userlist={d}/userlist"),
-            format!("--folderlist={d}/folderlist"),
-            "--timezone=UTC".into(),
-        ]
+        source_args_at(self.path(), "var/spool/mail")
+    }
+
+    /// `user`'s inbox (`var/spool/mail/<user>`).
+    pub fn inbox(&self, user: &str) -> PathBuf {
+        self.path().join("var/spool/mail").join(user)
+    }
+
+    /// Gives mkcorpus's user `from` to the system user `to`: renames its inbox and home, puts
+    /// `to` for `from` in the user list, the folder list and the manifest, and makes `to` the
+    /// owner of its inbox and home.
+    pub fn rename_user(&self, from: &str, to: &str) {
+        let p = self.path();
+        std::fs::rename(self.inbox(from), self.inbox(to)).unwrap();
+        std::fs::rename(p.join("home").join(from), p.join("home").join(to)).unwrap();
+        for file in ["userlist", "folderlist", "manifest.jsonl"] {
+            let text = std::fs::read_to_string(p.join(file))
+                .unwrap()
+                .replace(from, to);
+            std::fs::write(p.join(file), text).unwrap();
+        }
+        chown_tree(&self.inbox(to), to);
+        chown_tree(&p.join("home").join(to), to);
     }
 
     pub fn manifest(&self) -> Vec<serde_json::Value> {
@@ -141,9 +153,280 @@ impl Host {
     }
 }
 
+/// The source options for a host under `root`: inboxes in `root/<spool>/<user>`, homes in
+/// `root/home/<user>`, the lists `root/userlist` and `root/folderlist`, dates in UTC.
+pub fn source_args_at(root: &Path, spool: &str) -> Vec<String> {
+    let d = root.display();
+    vec![
+        format!("--inbox={d}/{spool}/%u"),
+        format!("--home={d}/home/%u"),
+        format!("--userlist={d}/userlist"),
+        format!("--folderlist={d}/folderlist"),
+        "--timezone=UTC".into(),
+    ]
+}
+
+/// A small legacy host written by hand in a directory the test made: the inboxes in
+/// `<spool>/<user>` (the test writes them), a home for each user, and the two lists.
+pub struct HandHost {
+    pub dir: tempfile::TempDir,
+    spool: &'static str,
+}
+
+impl HandHost {
+    /// Makes `<spool>/` and `home/<user>` for each of `users` in `dir`, and writes the user list
+    /// (`users`, one a line) and the folder list (`folderlist`, as it is).
+    pub fn new(
+        dir: tempfile::TempDir,
+        spool: &'static str,
+        users: &[&str],
+        folderlist: &str,
+    ) -> HandHost {
+        let p = dir.path();
+        std::fs::create_dir_all(p.join(spool)).unwrap();
+        for u in users {
+            std::fs::create_dir_all(p.join("home").join(u)).unwrap();
+        }
+        let userlist: String = users.iter().map(|u| format!("{u}\n")).collect();
+        std::fs::write(p.join("userlist"), userlist).unwrap();
+        std::fs::write(p.join("folderlist"), folderlist).unwrap();
+        HandHost { dir, spool }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `user`'s inbox.
+    pub fn inbox(&self, user: &str) -> PathBuf {
+        self.path().join(self.spool).join(user)
+    }
+
+    /// `user`'s home.
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.path().join("home").join(user)
+    }
+
+    /// The source options that point mboxfs at this host.
+    pub fn source_args(&self) -> Vec<String> {
+        source_args_at(self.path(), self.spool)
+    }
+
+    /// [`source_args`](Self::source_args), then `extra`.
+    pub fn source_args_with(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = self.source_args();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+}
+
+/// Sets the modification time of the file at `path`.
+pub fn set_mtime(path: &Path, time: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+}
+
+/// The first entry `read_dir` gives of `dir` (which must have one).
+pub fn first_entry(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", dir.display()))
+        .path()
+}
+
 /// Runs the built `mboxfs` binary.
 pub fn mboxfs() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_mboxfs"))
+}
+
+/// Runs `mboxfs CMD DEST SOURCE... EXTRA...` to its end (`materialize` or `verify` DEST; `mount`
+/// MOUNTPOINT when it is to fail).
+pub fn run(cmd: &str, dest: &Path, source: &[String], extra: &[&str]) -> std::process::Output {
+    mboxfs()
+        .arg(cmd)
+        .arg(dest)
+        .args(source)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// All a finished command printed: its standard output, then its standard error.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `mboxfs plan --json SOURCE... EXTRA...`, which must succeed: the plan it prints.
+pub fn plan_json(source: &[String], extra: &[&str]) -> serde_json::Value {
+    let out = mboxfs()
+        .arg("plan")
+        .arg("--json")
+        .args(source)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `python3 -c SCRIPT`, which must succeed; returns what it printed.
+pub fn python(script: &str) -> String {
+    python_with(script, &[])
+}
+
+/// Runs `python3 -c SCRIPT ARGS...`, which must succeed; returns what it printed.
+pub fn python_with(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Checks `done` every `every` until it holds; fails with `what()` once `limit` has passed.
+pub fn wait_until(
+    limit: Duration,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+    what: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(every);
+    }
+}
+
+/// Sends signal `sig` to the process `pid` (one this test started).
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory preconditions; the caller names its own process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// A file system a test mounted (a tmpfs, a bind mount): unmounted (lazily) when dropped.
+pub struct MountGuard {
+    target: PathBuf,
+}
+
+impl MountGuard {
+    /// `mount -t tmpfs -o size=SIZE tmpfs TARGET`.
+    pub fn tmpfs(target: &Path, size: &str) -> MountGuard {
+        run_mount(
+            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
+            target,
+        );
+        MountGuard {
+            target: target.to_path_buf(),
+        }
+    }
+
+    /// `mount --bind SOURCE TARGET`, then the bind remounted read-only.
+    pub fn read_only_bind(source: &Path, target: &Path) -> MountGuard {
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(target)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount --bind {} {}", source.display(), target.display());
+        let guard = MountGuard {
+            target: target.to_path_buf(),
+        };
+        run_mount(&["-o", "remount,bind,ro"], target);
+        guard
+    }
+
+    /// Gives the tmpfs a new size (`mount -t tmpfs -o remount,size=SIZE tmpfs TARGET`).
+    pub fn resize_tmpfs(&self, size: &str) {
+        run_mount(
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("remount,size={size}"),
+                "tmpfs",
+            ],
+            &self.target,
+        );
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.target)
+            .status();
+    }
+}
+
+/// A DEST that fills up: an empty 3 MB tmpfs, and a mkcorpus host with more mail than that
+/// (2 users, 4 folders, 60 messages each, every fifth one big; seed 4). Unmounted on drop.
+pub struct SmallDisk {
+    pub host: Host,
+    /// The tmpfs's mountpoint.
+    pub dest: PathBuf,
+    pub tmpfs: MountGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn new() -> SmallDisk {
+        let host = Host::make(&[
+            "--users",
+            "2",
+            "--folders",
+            "4",
+            "--messages",
+            "60",
+            "--big-every",
+            "5",
+            "--seed",
+            "4",
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("small");
+        std::fs::create_dir(&dest).unwrap();
+        let tmpfs = MountGuard::tmpfs(&dest, "3m");
+        SmallDisk {
+            host,
+            dest,
+            tmpfs,
+            _dir: dir,
+        }
+    }
+}
+
+/// `mount ARGS... TARGET`, which must succeed.
+fn run_mount(args: &[&str], target: &Path) {
+    let ok = std::process::Command::new("mount")
+        .args(args)
+        .arg(target)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount {args:?} {}", target.display());
 }
 
 /// Whether something is mounted at `path`.
@@ -234,19 +517,23 @@ impl Mount {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let m = self;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !is_mounted(&m.mountpoint) {
-            if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("mboxfs mount exited ({status}):\n{}", m.log());
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "not mounted after 20 s:\n{}",
-                m.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let (mountpoint, stderr) = (&self.mountpoint, &self.stderr);
+        let log = || std::fs::read_to_string(stderr).unwrap_or_default();
+        let child = self.child.as_mut().unwrap();
+        wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || {
+                if is_mounted(mountpoint) {
+                    return true;
+                }
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("mboxfs mount exited ({status}):\n{}", log());
+                }
+                false
+            },
+            || format!("not mounted after 20 s:\n{}", log()),
+        );
     }
 
     pub fn log(&self) -> String {
@@ -267,11 +554,7 @@ impl Mount {
     /// Sends a signal and waits for the process to end; returns its exit status.
     pub fn stop_with(&mut self, signal: i32) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        // SAFETY: sending a signal to our own child process.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(child.id() as i32, signal);
-        }
+        self::signal(child.id(), signal);
         wait_for(&mut child, 20)
     }
 
@@ -282,16 +565,16 @@ impl Mount {
 }
 
 fn wait_for(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(s) = child.try_wait().unwrap() {
             return s;
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             let _ = child.kill();
             panic!("process {} did not end within {secs} s", child.id());
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -311,14 +594,10 @@ impl Drop for Mount {
 
 /// Asks a child to stop (SIGTERM), and kills it if it has not within 10 seconds.
 fn stop_child(mut c: std::process::Child) {
-    // SAFETY: signalling our own child.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(c.id() as i32, libc::SIGTERM);
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    signal(c.id(), libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
     let _ = c.kill();
     let _ = c.wait();
@@ -371,6 +650,12 @@ impl Dovecot {
              service stats {{\n  unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n{extra_conf}\n"
         );
         std::fs::write(dir.path().join("dovecot.conf"), conf).unwrap();
+        Dovecot::serve(dir, port)
+    }
+
+    /// Runs Dovecot with the configuration `dir/dovecot.conf`, which logs to `dir/dovecot.log`
+    /// and listens on 127.0.0.1:`port`; returns once it listens.
+    pub fn serve(dir: tempfile::TempDir, port: u16) -> Dovecot {
         let child = std::process::Command::new("dovecot")
             .arg("-F")
             .arg("-c")
@@ -385,21 +670,26 @@ impl Dovecot {
             child: Some(child),
             _homes: None,
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(s) = dv.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "dovecot exited ({s}): {}\n{}",
-                    std::fs::read_to_string(dv.dir.path().join("stderr")).unwrap_or_default(),
-                    dv.log()
-                );
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dovecot did not listen within 20 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let child = dv.child.as_mut().unwrap();
+        let d = dv.dir.path();
+        wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return true;
+                }
+                if let Some(s) = child.try_wait().unwrap() {
+                    panic!(
+                        "dovecot exited ({s}): {}\n{}",
+                        std::fs::read_to_string(d.join("stderr")).unwrap_or_default(),
+                        std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default()
+                    );
+                }
+                false
+            },
+            || "dovecot did not listen within 20 s".to_string(),
+        );
         dv
     }
 
@@ -440,11 +730,7 @@ impl Dovecot {
             .arg(manifest)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = text(&out);
         let last = text
             .lines()
             .rev()

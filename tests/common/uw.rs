@@ -15,48 +15,51 @@ use mboxfs::scan::{RawMessage, ScanError, Scanner, SliceHaystack, Unquote, flag,
 /// again when the source is newer). Fails clearly when `cc` or UW's library is missing.
 pub fn uwdump() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let src = super::shared().join("tools/uw/uwdump.c");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("uwdump");
-        let fresh = |p: &Path| -> Option<bool> {
-            let built = std::fs::metadata(p).ok()?.modified().ok()?;
-            let source = std::fs::metadata(&src).ok()?.modified().ok()?;
-            Some(built >= source)
-        };
-        if fresh(&out) == Some(true) {
-            return out;
-        }
-        assert!(
-            Path::new("/usr/include/c-client/c-client.h").is_file(),
-            "UW's c-client library is missing: apt-get install libc-client2007e-dev \
-             (scripts/install-deps.sh installs it)"
-        );
-        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
-        let run = std::process::Command::new("cc")
-            .args([
-                "-O2",
-                "-Wall",
-                "-Wno-pointer-sign",
-                "-I/usr/include/c-client",
-                "-o",
-            ])
-            .arg(&tmp)
-            .arg(&src)
-            .arg("-lc-client")
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run cc to build uwdump ({e}): scripts/install-deps.sh installs gcc")
-            });
-        assert!(
-            run.status.success(),
-            "building uwdump from {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&run.stderr)
-        );
-        std::fs::rename(&tmp, &out).unwrap();
-        out
-    })
+    BUILT.get_or_init(|| build_c(&super::shared().join("tools/uw/uwdump.c"), "uwdump"))
+}
+
+/// Compiles the C helper `src` against UW's c-client into the target directory as `name`, unless
+/// it is there already and newer than its source; returns its path.
+pub fn build_c(src: &Path, name: &str) -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let fresh = || -> Option<bool> {
+        let built = std::fs::metadata(&out).ok()?.modified().ok()?;
+        let source = std::fs::metadata(src).ok()?.modified().ok()?;
+        Some(built >= source)
+    };
+    if fresh() == Some(true) {
+        return out;
+    }
+    assert!(
+        Path::new("/usr/include/c-client/c-client.h").is_file(),
+        "UW's c-client library is missing: apt-get install libc-client2007e-dev \
+         (scripts/install-deps.sh installs it)"
+    );
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
+    let run = std::process::Command::new("cc")
+        .args([
+            "-O2",
+            "-Wall",
+            "-Wno-pointer-sign",
+            "-I/usr/include/c-client",
+            "-o",
+        ])
+        .arg(&tmp)
+        .arg(src)
+        .arg("-lc-client")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run cc to build {name} ({e}): scripts/install-deps.sh installs gcc")
+        });
+    assert!(
+        run.status.success(),
+        "building {name} from {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::rename(&tmp, &out).unwrap();
+    out
 }
 
 /// One message as c-client served it.
@@ -133,12 +136,7 @@ pub fn uw_read_with(
     let file = dir.path().join("folder");
     std::fs::write(&file, data).unwrap();
     if let Some(t) = mtime {
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        super::set_mtime(&file, t);
     }
     let out_path = dir.path().join("out");
     let t0 = std::time::SystemTime::now()
