@@ -182,6 +182,10 @@ m.logout()
     m.remount(&args(&h), &extra);
     assert_eq!(python(&state_script(port)), first, "after a remount");
 
+    // Everything testers did, and two mounts, left every mbox file as it was: bytes, size,
+    // mtime, inode.
+    assert_eq!(sources(h.path()), before, "a source file changed");
+
     // New mail delivered to the mbox underneath arrives next to the changes.
     let delivery = "From late@example.org Tue Jan 20 10:00:00 2004\nSubject: late\n\nlate mail\n\n";
     std::fs::OpenOptions::new()
