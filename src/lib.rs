@@ -276,21 +276,21 @@ fn materialize_command(a: cli::MaterializeArgs) -> Result<u8, String> {
             "{} is already complete: {} folders, {} messages; nothing written",
             a.dest.display(),
             s.folders,
-            s.messages
+            s.counts.messages
         );
     } else {
         println!(
             "{}: {} folders, {} messages ({} written, {}; {} renamed, {} removed, {} control files) in {:.1} s, {}/s; {} failed",
             a.dest.display(),
             s.folders,
-            s.messages,
-            s.written,
-            plan::human_bytes(s.written_bytes),
-            s.renamed,
-            s.removed,
-            s.control_written,
+            s.counts.messages,
+            s.counts.written,
+            plan::human_bytes(s.counts.written_bytes),
+            s.counts.renamed,
+            s.counts.removed,
+            s.counts.control_written,
             secs,
-            plan::human_bytes((s.written_bytes as f64 / secs) as u64),
+            plan::human_bytes((s.counts.written_bytes as f64 / secs) as u64),
             s.failures.len()
         );
     }

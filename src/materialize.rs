@@ -65,13 +65,8 @@ pub struct Options {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub folders: usize,
-    /// Messages in place in DEST (already there, renamed or written).
-    pub messages: u64,
-    pub written: u64,
-    pub written_bytes: u64,
-    pub renamed: u64,
-    pub removed: u64,
-    pub control_written: u64,
+    /// What was done to the messages and control files of every folder.
+    pub counts: Counts,
     /// (what, why) of each failure.
     pub failures: Vec<(String, String)>,
     pub elapsed: Duration,
@@ -79,7 +74,8 @@ pub struct Summary {
 
 impl Summary {
     pub fn wrote_nothing(&self) -> bool {
-        self.written == 0 && self.renamed == 0 && self.removed == 0 && self.control_written == 0
+        let c = &self.counts;
+        c.written == 0 && c.renamed == 0 && c.removed == 0 && c.control_written == 0
     }
 }
 
@@ -294,7 +290,7 @@ pub fn run(
         progress: &progress,
     };
     let results = parallel::map(&jobs, opts.jobs, |((u, f), indexed)| {
-        let mut s = FolderSummary::default();
+        let mut s = Counts::default();
         let r = match indexed {
             Ok(ix) => write_folder(&ctx, u, f, ix, &mut s),
             Err(e) => Err(e.clone()),
@@ -304,12 +300,7 @@ pub fn run(
     progress.finish();
     for (what, s, r) in results {
         summary.folders += 1;
-        summary.messages += s.messages;
-        summary.written += s.written;
-        summary.written_bytes += s.written_bytes;
-        summary.renamed += s.renamed;
-        summary.removed += s.removed;
-        summary.control_written += s.control_written;
+        summary.counts.add(&s);
         if let Err(e) = r {
             summary.failures.push((what, e));
         }
@@ -329,7 +320,7 @@ pub fn run(
                 .map_err(|e| io_err(&root.path().join(model::SUBSCRIPTIONS), e))
         });
         match written {
-            Ok(true) => summary.control_written += 1,
+            Ok(true) => summary.counts.control_written += 1,
             Ok(false) => {}
             Err(e) => summary
                 .failures
@@ -448,18 +439,20 @@ impl Control<'_> {
     }
 }
 
-#[derive(Default)]
-struct FolderSummary {
-    messages: u64,
-    written: u64,
-    written_bytes: u64,
-    renamed: u64,
-    removed: u64,
-    control_written: u64,
+/// What a run did to messages and control files (of one folder, or of all).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Messages in place in DEST (already there, renamed or written).
+    pub messages: u64,
+    pub written: u64,
+    pub written_bytes: u64,
+    pub renamed: u64,
+    pub removed: u64,
+    pub control_written: u64,
 }
 
-impl FolderSummary {
-    fn add(&mut self, o: &FolderSummary) {
+impl Counts {
+    fn add(&mut self, o: &Counts) {
         self.messages += o.messages;
         self.written += o.written;
         self.written_bytes += o.written_bytes;
@@ -528,7 +521,7 @@ fn write_folder(
     u: &UserTree,
     f: &Folder,
     ix: &Indexed,
-    s: &mut FolderSummary,
+    s: &mut Counts,
 ) -> Result<(), String> {
     let d = FolderDirs::open(ctx.dest, u, f, ctx.chown)?;
     // Leftovers of a run that was stopped: only ever partial copies.
@@ -555,7 +548,7 @@ fn write_folder(
             (None, Some(src)) => (&ix.index, Some(src)),
             (None, None) => (&ix.index, ix.src.as_ref()),
         };
-        let mut a = FolderSummary::default();
+        let mut a = Counts::default();
         let mut written = Vec::new();
         let r = copy_messages(ctx, u, f, &d, index, src, &mut a, &mut written);
         // A copy that failed may have failed because the file shrank: look at it either way.
@@ -669,7 +662,7 @@ fn copy_messages(
     d: &FolderDirs,
     index: &FolderIndex,
     src: Option<&OpenSource>,
-    a: &mut FolderSummary,
+    a: &mut Counts,
     written: &mut Vec<(Subdir, String)>,
 ) -> Result<Present, String> {
     let mut present = Present::new();
