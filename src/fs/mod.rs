@@ -647,10 +647,16 @@ impl MailFs {
     }
 }
 
+/// The file of a base folder's records in the state directory: `<key>.uids` (served UIDs) and
+/// `<key>.changes` (testers' changes), the key naming its mbox (INBOX, or its UW name).
+fn folder_file(state: &Path, user: &str, uw_name: Option<&[u8]>, ext: &str) -> PathBuf {
+    let key = xxhash_rust::xxh3::xxh3_64(uw_name.unwrap_or(b"INBOX"));
+    changes::user_dir(state, user).join(format!("{key:016x}.{ext}"))
+}
+
 /// The file of a folder's served UIDs in the state directory.
 fn uid_log_path(state: &Path, user: &str, uw_name: Option<&[u8]>) -> PathBuf {
-    let key = uw_name.unwrap_or(b"INBOX");
-    changes::user_dir(state, user).join(format!("{:016x}.uids", xxhash_rust::xxh3::xxh3_64(key)))
+    folder_file(state, user, uw_name, "uids")
 }
 
 /// The UIDVALIDITY a mount with this state directory serves for a folder, if it served it.

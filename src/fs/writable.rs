@@ -33,10 +33,13 @@ impl MailFs {
         let mut slot = st.changes.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             let user = self.user_tree(st.user);
-            let dir = changes::user_dir(&self.opts.state_dir, &user.name);
-            make_private_dir(&dir)?;
-            let key = st.folder.uw_name.as_deref().unwrap_or(b"INBOX");
-            let path = dir.join(format!("{:016x}.changes", xxhash_rust::xxh3::xxh3_64(key)));
+            let path = folder_file(
+                &self.opts.state_dir,
+                &user.name,
+                st.folder.uw_name.as_deref(),
+                "changes",
+            );
+            make_private_dir(path.parent().expect("in the user's directory"))?;
             *slot = Some(changes::MessageChanges::open(&path)?);
         }
         Ok(f(slot.as_mut().expect("opened above")))
