@@ -200,6 +200,20 @@ struct FolderState {
     version: AtomicU64,
     /// Its directory in the state directory was made.
     state_made: AtomicBool,
+    /// The `dovecot-uidlist` last shown, and what it was made from.
+    uidlist: Mutex<Option<UidlistCache>>,
+}
+
+/// A `dovecot-uidlist` as shown, with what it was made from.
+struct UidlistCache {
+    /// Weak: the cache keeps no old snapshot alive (and, while it holds this, the snapshot's
+    /// memory is not reused, so the pointer names it).
+    snap: std::sync::Weak<Snapshot>,
+    /// Testers' change count.
+    version: u64,
+    /// Dovecot's copy: inode, size, mtime.
+    theirs: Option<(u64, u64, i64, i64)>,
+    bytes: Arc<Vec<u8>>,
 }
 
 impl FolderState {
@@ -229,6 +243,7 @@ impl FolderState {
             changes: Mutex::new(None),
             version: AtomicU64::new(0),
             state_made: AtomicBool::new(false),
+            uidlist: Mutex::new(None),
         }
     }
 

@@ -62,6 +62,7 @@ impl MailFs {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)?
                     .write_all_at(data, offset)?;
+                st.changed();
                 Ok(data.len() as u32)
             }
             _ => Err(Errno::EACCES),

@@ -37,8 +37,6 @@ pub struct Snapshot {
     /// On a writable mount, the entries of `cur/`, `new/` and `tmp/` with testers' changes,
     /// and the folder's change count they were made for.
     pub(super) changed_entries: [Mutex<Option<Listing>>; 3],
-    /// Our `dovecot-uidlist`, made on first use.
-    pub(super) uidlist: OnceLock<Vec<u8>>,
 }
 
 impl Snapshot {
@@ -402,7 +400,6 @@ impl MailFs {
                 new: Vec::new(),
                 entries: Default::default(),
                 changed_entries: Default::default(),
-                uidlist: OnceLock::new(),
             });
         }
         self.uid_log(st, book)?;
@@ -555,7 +552,6 @@ impl MailFs {
             new,
             entries: Default::default(),
             changed_entries: Default::default(),
-            uidlist: OnceLock::new(),
         })
     }
 }

@@ -63,36 +63,60 @@ impl MailFs {
                 let snap = self.snapshot_of(g, st)?;
                 Ok(folder.keywords_file(&snap.index))
             }
-            Control::Uidlist => {
-                let theirs = std::fs::read(self.overlay_dir(st).join(model::UIDLIST)).ok();
-                if st.path.is_none() && self.opts.writable {
-                    // A folder with no mbox: Dovecot's own list, once it made one.
-                    if let Some(theirs) = theirs {
-                        return Ok(Some(theirs));
-                    }
-                }
-                let snap = self.snapshot_of(g, st)?;
-                if self.opts.writable {
-                    let shown: Vec<Msg> = (0..snap.shown)
-                        .filter(|&at| self.base_file(st, &snap, at).is_some())
-                        .map(|at| snap.messages()[at])
-                        .collect();
-                    let ours = folder.uidlist_of(&snap.index, &shown);
-                    return Ok(Some(overlay::merge_uidlist_keeping_theirs(
-                        &ours,
-                        theirs.as_deref(),
-                    )));
-                }
-                let ours = snap
-                    .uidlist
-                    .get_or_init(|| folder.uidlist_of(&snap.index, snap.messages()));
-                Ok(Some(merge_uidlist(ours, theirs.as_deref())))
-            }
+            Control::Uidlist => Ok(Some(self.uidlist(g, st)?.to_vec())),
         }
     }
 
+    /// The `dovecot-uidlist` shown: ours, merged with Dovecot's copy in the state directory.
+    /// Made again only when what it is made from changed (the snapshot, testers' changes, or
+    /// Dovecot's copy): Dovecot reads it in pieces and `stat`s it between them.
+    fn uidlist(&self, g: usize, st: &FolderState) -> Result<Arc<Vec<u8>>> {
+        let theirs_path = self.overlay_dir(st).join(model::UIDLIST);
+        let theirs_id = std::fs::symlink_metadata(&theirs_path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+        let snap = self.snapshot_of(g, st)?;
+        let version = st.version.load(Ordering::Acquire);
+        let mut cache = st.uidlist.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.as_ref() {
+            let same_snap = std::ptr::eq(c.snap.as_ptr(), Arc::as_ptr(&snap));
+            if same_snap && c.version == version && c.theirs == theirs_id {
+                return Ok(c.bytes.clone());
+            }
+        }
+        let theirs = theirs_id.and_then(|_| std::fs::read(&theirs_path).ok());
+        let folder = &st.folder;
+        let bytes = match theirs {
+            // A folder with no mbox: Dovecot's own list, once it made one.
+            Some(theirs) if st.path.is_none() && self.opts.writable => theirs,
+            theirs if self.opts.writable => {
+                let shown: Vec<Msg> = (0..snap.shown)
+                    .filter(|&at| self.base_file(st, &snap, at).is_some())
+                    .map(|at| snap.messages()[at])
+                    .collect();
+                let ours = folder.uidlist_of(&snap.index, &shown);
+                overlay::merge_uidlist_keeping_theirs(&ours, theirs.as_deref())
+            }
+            theirs => {
+                let ours = folder.uidlist_of(&snap.index, snap.messages());
+                merge_uidlist(&ours, theirs.as_deref())
+            }
+        };
+        let bytes = Arc::new(bytes);
+        *cache = Some(UidlistCache {
+            snap: Arc::downgrade(&snap),
+            version,
+            theirs: theirs_id,
+            bytes: bytes.clone(),
+        });
+        Ok(bytes)
+    }
+
     pub(super) fn control_attr(&self, g: usize, st: &FolderState, c: Control) -> Result<Attr> {
-        let bytes = self.control_bytes(g, st, c)?.ok_or(Errno::ENOENT)?;
+        let len = match c {
+            Control::Uidlist => self.uidlist(g, st)?.len(),
+            _ => self.control_bytes(g, st, c)?.ok_or(Errno::ENOENT)?.len(),
+        };
         let mtime = self
             .snapshot_of(g, st)?
             .mtime
@@ -101,7 +125,7 @@ impl MailFs {
         Ok(Attr {
             ino: Self::block(g) + c.offset(),
             kind: Kind::File,
-            size: bytes.len() as u64,
+            size: len as u64,
             mtime,
             perm: if self.opts.writable { 0o600 } else { 0o400 },
             uid: owner.uid,
@@ -568,7 +592,10 @@ impl MailFs {
                 self.read_message(g, &st, &snap, at, offset, size)
             }
             Node::Control(_, c) => {
-                let bytes = self.control_bytes(g, &st, c)?.ok_or(Errno::ENOENT)?;
+                let bytes = match c {
+                    Control::Uidlist => self.uidlist(g, &st)?,
+                    _ => Arc::new(self.control_bytes(g, &st, c)?.ok_or(Errno::ENOENT)?),
+                };
                 let start = (offset as usize).min(bytes.len());
                 let end = start.saturating_add(size as usize).min(bytes.len());
                 Ok(bytes[start..end].to_vec())
