@@ -106,7 +106,7 @@ impl MailFs {
     /// Opens a folder's mbox through the safe walk (no symbolic link followed below the admin's
     /// directory) and checks it on the descriptor that is then read (see
     /// [`Folder::open_source`](crate::model::Folder::open_source)).
-    pub(super) fn open_source(&self, st: &FolderState, _path: &Path) -> io::Result<Source> {
+    pub(super) fn open_source(&self, st: &FolderState) -> io::Result<Source> {
         match st.folder.open_source() {
             Ok(Some(src)) => Ok(Source::Open(src.file, src.id)),
             Ok(None) => Ok(Source::Missing),
@@ -140,10 +140,10 @@ impl MailFs {
                 return Ok(Some(f.clone()));
             }
         }
-        let Some(path) = &st.path else {
+        if st.path.is_none() {
             return Ok(None);
-        };
-        match self.open_source(st, path)? {
+        }
+        match self.open_source(st)? {
             Source::Open(file, now) if same(&now) => {
                 let file = Arc::new(file);
                 self.sources
@@ -166,13 +166,12 @@ impl MailFs {
     /// Reads the whole mbox.
     pub(super) fn index(
         &self,
-        g: usize,
         st: &FolderState,
         path: &Path,
         file: Arc<File>,
     ) -> io::Result<Indexed> {
         let started = Instant::now();
-        let indexed = self.read_locked(g, st, file, path, 0, |file, len| {
+        let indexed = self.read_locked(st, file, path, 0, |file, len| {
             mbox::index_file(file, len, &self.index_options(st))
         })?;
         log::info!(
@@ -188,7 +187,6 @@ impl MailFs {
     /// Reads only what was appended, if the mbox only grew since `old`; `None` otherwise.
     pub(super) fn index_appended(
         &self,
-        g: usize,
         st: &FolderState,
         path: &Path,
         old: &Snapshot,
@@ -207,7 +205,7 @@ impl MailFs {
         }
         let fixed = resume.messages;
         let started = Instant::now();
-        let r = self.read_locked(g, st, file.clone(), path, fixed, |file, len| {
+        let r = self.read_locked(st, file.clone(), path, fixed, |file, len| {
             mbox::index_appended(file, len, old.source_index(), &self.index_options(st))
         });
         if let Ok(indexed) = &r {
@@ -225,7 +223,6 @@ impl MailFs {
     /// Runs `read` on the file under the writers' read locks, and fingerprints the result.
     pub(super) fn read_locked(
         &self,
-        g: usize,
         st: &FolderState,
         file: Arc<File>,
         path: &Path,
@@ -246,7 +243,6 @@ impl MailFs {
                 );
             }
         }
-        let _ = g;
         // Measured after locking: a delivery in progress has finished.
         let id = FileId::of(&file.metadata()?);
         let index = read(&file, id.len).map_err(|e| match e {

@@ -228,7 +228,7 @@ impl MailFs {
                 None => self.make_snapshot(g, st, book, None, old).map(Some),
             };
         };
-        let (file, id) = match self.open_source(st, path)? {
+        let (file, id) = match self.open_source(st)? {
             Source::Open(file, id) => (file, id),
             other => {
                 st.present.store(false, Ordering::Relaxed);
@@ -285,9 +285,9 @@ impl MailFs {
                 .make_snapshot(g, st, book, Some(indexed), old)
                 .map(Some);
         }
-        let indexed = match old.and_then(|o| self.index_appended(g, st, path, o, &file, &id)) {
+        let indexed = match old.and_then(|o| self.index_appended(st, path, o, &file, &id)) {
             Some(r) => r?,
-            None => self.index(g, st, path, file)?,
+            None => self.index(st, path, file)?,
         };
         self.make_snapshot(g, st, book, Some(indexed), old)
             .map(Some)
