@@ -485,7 +485,7 @@ fn discard_command(a: cli::DiscardArgs) -> Result<u8, String> {
         total += c.total();
     }
     println!(
-        "{}: {total} changes thrown away; folders that had any get a new UIDVALIDITY at the next mount",
+        "{}: {total} changes thrown away; every folder of a user who had any gets a new UIDVALIDITY at the next mount",
         state.display()
     );
     Ok(EXIT_OK)

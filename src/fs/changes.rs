@@ -302,8 +302,9 @@ pub fn count(state: &Path, user: &str) -> io::Result<Counts> {
 
 /// Throws away what testers changed for `user`: their folders, messages and the changes to
 /// base messages, and Dovecot's indexes (which remember them). The record of UIDs served is
-/// kept, and every folder with changes starts a new UIDVALIDITY at the next mount, so that no
-/// client is left with a cache of things that are undone. Returns what was thrown away.
+/// kept, and when there was anything to throw away every folder of the user starts a new
+/// UIDVALIDITY at the next mount, so that no client is left with a cache of things that are
+/// undone. Returns what was thrown away.
 pub fn discard(state: &Path, user: &str) -> io::Result<Counts> {
     let counts = count(state, user)?;
     let root = state.join(user);
@@ -311,32 +312,24 @@ pub fn discard(state: &Path, user: &str) -> io::Result<Counts> {
         return Ok(counts);
     };
     let mine = user_dir(state, user);
-    let mut changed_uids = Vec::new();
+    let mut uid_logs = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&mine) {
         for e in rd.flatten() {
             let p = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            if name == "folders" {
+            if name == "folders" || name.ends_with(".changes") {
                 std::fs::remove_file(&p)?;
-            } else if let Some(key) = name.strip_suffix(".changes") {
-                changed_uids.push(mine.join(format!("{key}.uids")));
-                std::fs::remove_file(&p)?;
+            } else if name.ends_with(".uids") {
+                uid_logs.push(p);
             }
         }
     }
     if counts.total() > 0 {
-        // Every folder may have been touched (Dovecot's indexes go): a new UIDVALIDITY for all.
-        changed_uids.clear();
-        if let Ok(rd) = std::fs::read_dir(&mine) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().ends_with(".uids") {
-                    changed_uids.push(e.path());
-                }
-            }
+        // Dovecot's indexes go with the changes, so every folder may have been seen otherwise:
+        // a new UIDVALIDITY for all of the user's folders.
+        for p in uid_logs {
+            super::uids::start_new_generation(&p)?;
         }
-    }
-    for p in changed_uids {
-        super::uids::start_new_generation(&p)?;
     }
     for e in rd.flatten() {
         if e.file_name() == ".mboxfs" {
